@@ -1,0 +1,163 @@
+"""Flower ServerApp: the round loop, central evaluation, checkpoints and results.
+
+The loop is ours rather than ``Strategy.start`` so that rounds are numbered absolutely
+(a resumed run continues at round k+1 with the same seeds and sampling), and so that
+every round is evaluated, checkpointed and written before the next one starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from logging import INFO, WARNING
+from pathlib import Path
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid, ServerApp
+
+from ..config import RunConfig
+from ..strategies.fedavg import AdapterFedAvg
+from ..task.adapters import get_adapter, layout, num_parameters, set_adapter
+from ..task.data import load_task
+from ..task.models import ModelSpec, build_model, build_tokenizer
+from ..task.train import evaluate
+from . import checkpoint, results
+
+Reporter = Callable[[str, dict], None]  # (event, payload): "start" | "round" | "end"
+
+app = ServerApp()
+
+
+def _log_reporter(event: str, payload: dict) -> None:
+    if event == "round":
+        log(INFO, "round %d: accuracy %.4f loss %.4f uplink %d B downlink %d B",
+            payload["round"], payload["accuracy"], payload["loss"], payload["uplink_bytes"],
+            payload["downlink_bytes"])
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_server(grid, context, report=_log_reporter)
+
+
+def resolve_out(cfg: RunConfig) -> Path:
+    return Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
+    return ModelSpec(model=cfg.model, kind=kind, num_labels=num_labels, lora_r=cfg.lora_r,
+                     lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets, seed=cfg.seed)
+
+
+def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
+    """Ask every connected node for its partition id (node ids are random per run)."""
+    deadline = time.monotonic() + wait_s
+    while not (nodes := sorted(grid.get_node_ids())):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no node connected within {wait_s:.0f} s")
+        time.sleep(1.0)
+    msgs = [Message(content=RecordDict({"config": ConfigRecord({"ask": "partition-id"})}),
+                    message_type="query", dst_node_id=n) for n in nodes]
+    partitions = {}
+    for reply in grid.send_and_receive(msgs, timeout=wait_s):
+        if reply.has_error():
+            raise RuntimeError(f"node {reply.metadata.src_node_id} failed to start: "
+                               f"{reply.error.reason}")
+        partitions[reply.metadata.src_node_id] = int(reply.content["info"]["partition-id"])
+    if not partitions:
+        raise RuntimeError("no node answered the partition-id query")
+    return partitions
+
+
+def _to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def _from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: a.numpy() for k, a in record.items()}
+
+
+def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
+    cfg = RunConfig.from_mapping(context.run_config)
+    out = resolve_out(cfg)
+    task = load_task(cfg.task, seed=cfg.seed, num_examples=cfg.num_examples,
+                     eval_fraction=cfg.eval_fraction)
+    model = build_model(model_spec(cfg, task.num_labels, task.kind))
+    tok = build_tokenizer(cfg.model)
+    arrays = get_adapter(model)
+    history: dict = {"rounds": [], "clients": []}
+    start_round = 0
+    if cfg.resume:
+        ckpt = checkpoint.load(out / "checkpoint")
+        _check_resumable(ckpt.config, cfg)
+        if layout(ckpt.adapter) != layout(arrays):
+            raise ValueError("--resume: checkpointed adapter does not fit this model")
+        arrays, history, start_round = ckpt.adapter, ckpt.history, ckpt.round
+        log(INFO, "resuming from round %d in %s", start_round, out)
+
+    def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
+        set_adapter(model, adapter)
+        return evaluate(model, task, tok, max_length=cfg.max_length)
+
+    t0 = time.monotonic()
+    partitions = discover_partitions(grid)
+    report("start", {"out": str(out), "nodes": len(partitions), "start_round": start_round,
+                     "num_rounds": cfg.num_server_rounds, "adapter_params":
+                     num_parameters(arrays), "startup_s": time.monotonic() - t0})
+    strategy = AdapterFedAvg(partitions=partitions, layout=layout(arrays), seed=cfg.seed,
+                             fraction_train=cfg.fraction_train)
+    if start_round == 0:
+        row = {"round": 0, **central_eval(arrays), "uplink_bytes": 0, "downlink_bytes": 0,
+               "clients": 0, "dropped": 0, "train_s": 0.0, "wall_s": 0.0}
+        history["rounds"].append(row)
+        _persist(out, 0, arrays, cfg, history)
+        report("round", row)
+
+    for rnd in range(start_round + 1, cfg.num_server_rounds + 1):
+        t_round = time.monotonic()
+        messages = strategy.configure_train(rnd, _to_record(arrays), ConfigRecord(), grid)
+        replies = grid.send_and_receive(messages, timeout=3600)
+        new, _ = strategy.aggregate_train(rnd, replies)
+        ledger = strategy.ledger
+        if new is None:
+            log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd,
+                len(ledger.dropped))
+        else:
+            arrays = _from_record(new)
+        row = {"round": rnd, **central_eval(arrays),
+               "uplink_bytes": sum(ledger.uplink.values()),
+               "downlink_bytes": sum(ledger.downlink.values()),
+               "clients": len(ledger.clients), "dropped": len(ledger.dropped),
+               "train_s": max((c["train_s"] for c in ledger.clients), default=0.0),
+               "wall_s": time.monotonic() - t_round}
+        history["rounds"].append(row)
+        history["clients"].extend(ledger.clients)
+        _persist(out, rnd, arrays, cfg, history)
+        report("round", row)
+
+    summary = results.write_summary(out, history, cfg.to_mapping(), {
+        "adapter_params": num_parameters(arrays), "nodes": len(partitions)})
+    report("end", summary)
+    return summary
+
+
+def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict) -> None:
+    results.write_tables(out, history)
+    checkpoint.save(out / "checkpoint", checkpoint.Checkpoint(
+        round=rnd, adapter=arrays, config=cfg.to_mapping(), history=history))
+
+
+# Keys that may change when resuming; any other change would make the result a
+# different experiment, so it is refused.
+RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out"}
+
+
+def _check_resumable(saved: dict, cfg: RunConfig) -> None:
+    now = cfg.to_mapping()
+    changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"--resume: config key '{changed[0]}' differs from the checkpoint "
+                         f"({saved.get(changed[0])!r} -> {now[changed[0]]!r})")

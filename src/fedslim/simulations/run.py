@@ -1,0 +1,89 @@
+"""One federation on Flower's Simulation Engine (Ray backend), from a validated config.
+
+Flower's public ``run_simulation`` hands the apps an empty run config. We instead give
+the engine a throw-away app directory whose ``pyproject.toml`` holds the resolved run
+config, exactly as ``flwr run`` would from a FAB, so both paths feed the ClientApp
+through ``Context.run_config`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import RunConfig, SimulationConfig
+
+Reporter = Callable[[str, dict], None]
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_app_dir(directory: Path, run: RunConfig) -> Path:
+    lines = [
+        "[project]", 'name = "fedslim-run"', 'version = "0.1.0"', "dependencies = []", "",
+        "[tool.flwr.app]", 'publisher = "fedslim"', "",
+        "[tool.flwr.app.components]", 'serverapp = "fedslim.server.app:app"',
+        'clientapp = "fedslim.client.app:app"', "", "[tool.flwr.app.config]",
+        *(f"{k} = {_toml_value(v)}" for k, v in run.to_mapping().items()),
+    ]
+    (directory / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
+
+
+def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
+             verbose: bool = False) -> dict:
+    """Run the federation to the end; returns the run summary. Raises on failure."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
+    from flwr.app import Context, RecordDict
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.serverapp import ServerApp
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.constant import NOOP_FEDERATION_ID
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+    from flwr.supercore.telemetry import EventType
+
+    from ..client.app import app as client_app
+    from ..server.app import run_server
+
+    summary: dict = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid, context) -> None:
+        summary.update(run_server(grid, context, report=report))
+
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    init_args = {"num_cpus": sim.num_cpus} if sim.num_cpus else {}
+    if not verbose:
+        init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
+    backend = {"client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
+               "init_args": init_args}
+    config = run.to_mapping()
+    with tempfile.TemporaryDirectory(prefix="fedslim-app-") as tmp:
+        app_dir = write_app_dir(Path(tmp), run)
+        flwr_run = Run.create_empty(run_id=run.seed + 1)
+        flwr_run.primary_task_id = 1
+        flwr_run.federation_id = NOOP_FEDERATION_ID
+        TaskIdentity.task_id, TaskIdentity.run_id = 1, flwr_run.run_id
+        TaskIdentity.node_id = SUPERLINK_NODE_ID
+        context = Context(run_id=flwr_run.run_id, node_id=0, node_config={},
+                          state=RecordDict(), run_config=config)
+        _run_simulation(
+            num_supernodes=sim.num_supernodes, exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            client_app=client_app, server_app=server_app, backend_name="ray",
+            backend_config=backend, server_app_context=context, app_dir=str(app_dir),
+            run=flwr_run, is_app=True, verbose_logging=verbose)
+    if not summary:
+        raise RuntimeError("the simulation ended without results (see --verbose for logs)")
+    return summary

@@ -1,0 +1,120 @@
+"""Base models (embedded tiny default or a Hugging Face directory) wrapped with LoRA.
+
+Every node builds the same base weights: the tiny model from a seeded config, a model
+directory from its files, a fresh classification head from the same seed. Only the
+adapter (and the head, when present) is trained and exchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+
+TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
+
+
+class HashTokenizer:
+    """Words hashed into a fixed vocabulary: no vocabulary file, any text, one token a word.
+
+    Why not bytes: a frozen random base cannot compose bytes into words within a few
+    federated rounds, but it can carry a random embedding per word to the last position,
+    which LoRA and the head then learn to read.
+    """
+
+    pad_token_id, bos_token_id, eos_token_id, unk_token_id = 0, 1, 2, 3
+    vocab_size = 4096
+    _WORD = re.compile(r"\w+|[^\w\s]")
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        return [4 + zlib.crc32(w.encode("utf-8")) % (self.vocab_size - 4)
+                for w in self._WORD.findall(text.lower())]
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer behind the same surface as HashTokenizer."""
+
+    def __init__(self, path: str) -> None:
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(path)
+        if self._tok.pad_token_id is None:
+            self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
+        self.pad_token_id = self._tok.pad_token_id
+        self.bos_token_id = self._tok.bos_token_id
+        self.eos_token_id = self._tok.eos_token_id or self._tok.sep_token_id
+        self.cls_token_id = self._tok.cls_token_id
+        self.sep_token_id = self._tok.sep_token_id
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        return self._tok(text, add_special_tokens=special)["input_ids"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str  # "tiny" or a directory
+    kind: str  # "cls" or "sft"
+    num_labels: int
+    lora_r: int
+    lora_alpha: float
+    lora_targets: str
+    seed: int
+
+
+def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
+    return HashTokenizer() if model == "tiny" else HFTokenizer(model)
+
+
+def build_base(spec: ModelSpec) -> torch.nn.Module:
+    """The frozen base model, bit-identical on every node for the same spec."""
+    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
+                              LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
+    torch.manual_seed(spec.seed)
+    if spec.model == "tiny":
+        tok = HashTokenizer()
+        config = LlamaConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             num_labels=spec.num_labels, tie_word_embeddings=False, **TINY)
+        cls = LlamaForSequenceClassification if spec.kind == "cls" else LlamaForCausalLM
+        model = cls(config)
+    elif spec.kind == "cls":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            spec.model, num_labels=spec.num_labels)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec.model)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = build_tokenizer(spec.model).pad_token_id
+    return model.float().eval()
+
+
+def lora_config(spec: ModelSpec) -> LoraConfig:
+    targets: Any
+    if spec.lora_targets == "auto":
+        targets = None  # PEFT's per-architecture default (q/v projections)
+    elif spec.lora_targets == "all-linear":
+        targets = "all-linear"
+    else:
+        targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM,
+        r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
+        target_modules=targets,
+    )
+
+
+def build_model(spec: ModelSpec) -> torch.nn.Module:
+    """Base model + LoRA adapter (and trainable head for classification)."""
+    base = build_base(spec)
+    torch.manual_seed(spec.seed + 1)  # identical adapter initialisation on every node
+    try:
+        return get_peft_model(base, lora_config(spec))
+    except ValueError as exc:  # e.g. target modules not found
+        raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
