@@ -36,14 +36,14 @@ class RunConfig:
     fraction_train: float = _help("fraction of nodes sampled for training each round", default=1.0)
     local_steps: int = _help("optimizer steps each client takes per round", default=20)
     batch_size: int = _help("examples per local step", default=16)
-    lr: float = _help("client AdamW learning rate", default=5e-3)
+    lr: float = _help("client AdamW learning rate", default=1e-2)
     model: str = _help('"tiny" (embedded, seeded) or a Hugging Face model directory', default="tiny")
     task: str = _help(
         '"template-cls", "wordnet", "text-cls:FILE" (csv/jsonl text,label) or '
         '"sft:FILE" (jsonl prompt,response)',
         default="template-cls",
     )
-    partition: str = _help('"iid", "dirichlet:ALPHA" or "shards:N" (label skew)', default="dirichlet:1.0")
+    partition: str = _help('"iid", "dirichlet:ALPHA" or "shards:N" (label skew)', default="iid")
     lora_r: int = _help("LoRA rank", default=8)
     lora_alpha: float = _help("LoRA scaling numerator (scale = alpha / r)", default=16)
     lora_targets: str = _help(
@@ -51,7 +51,7 @@ class RunConfig:
         "architecture)",
         default="auto",
     )
-    max_length: int = _help("tokens per example after truncation", default=48)
+    max_length: int = _help("tokens per example after truncation", default=64)
     eval_fraction: float = _help("held-out share, fixed by seed, never seen by clients", default=0.2)
     num_examples: int = _help("size of the generated template-cls task", default=2000)
     seed: int = _help("seeds data, base weights, sampling and training", default=0)

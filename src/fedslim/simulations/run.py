@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def write_app_dir(directory: Path, run: RunConfig) -> Path:
     return directory
 
 
+class _OwnWarningsOnly(logging.Filter):
+    """Quiet mode: keep fedslim's warnings (dropped replies, skipped rounds) and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = f"{os.sep}fedslim{os.sep}" in record.pathname
+        return record.levelno >= logging.ERROR or (own and record.levelno >= logging.WARNING)
+
+
+def _quiet() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logger = logging.getLogger("flwr")
+    if not any(isinstance(f, _OwnWarningsOnly) for f in logger.filters):
+        logger.addFilter(_OwnWarningsOnly())
+
+
 def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
              verbose: bool = False) -> dict:
     """Run the federation to the end; returns the run summary. Raises on failure."""
@@ -63,7 +81,7 @@ def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
         summary.update(run_server(grid, context, report=report))
 
     if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        _quiet()
     init_args = {"num_cpus": sim.num_cpus} if sim.num_cpus else {}
     if not verbose:
         init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
