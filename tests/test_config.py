@@ -1,0 +1,58 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fedslim.cli import cli
+from fedslim.config import ConfigError, RunConfig, parse_assignments, split_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD = [  # (values, key named in the error)
+    ({"lora-rank": "8"}, "lora-rank"),
+    ({"num-server-rounds": "0"}, "num-server-rounds"),
+    ({"num-server-rounds": "two"}, "num-server-rounds"),
+    ({"fraction-train": "1.5"}, "fraction-train"),
+    ({"lr": "-1"}, "lr"),
+    ({"partition": "dirichlet:0"}, "partition"),
+    ({"partition": "pathological"}, "partition"),
+    ({"task": "text-cls:/no/such/file.csv"}, "task"),
+    ({"task": "imagenet"}, "task"),
+    ({"model": "/no/such/model"}, "model"),
+    ({"resume": "maybe"}, "resume"),
+    ({"num-supernodes": "0"}, "num-supernodes"),
+]
+
+
+@pytest.mark.parametrize(("values", "key"), BAD)
+def test_bad_config_names_the_key(values, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        split_config(values)
+
+
+def test_unknown_key_lists_accepted_keys():
+    with pytest.raises(ConfigError, match="accepted keys: .*lora-r"):
+        split_config({"lora-rank": 4})
+
+
+def test_strings_are_typed_by_the_schema():
+    run, sim = split_config(parse_assignments(["lr=0.1", "resume=true", "num-supernodes=3"]))
+    assert run.lr == 0.1 and run.resume is True and sim.num_supernodes == 3
+
+
+def test_pyproject_defaults_match_the_dataclass():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["tool"]["flwr"]["app"]["config"] == RunConfig().to_mapping()
+
+
+def test_cli_fails_before_starting_on_bad_config(tmp_path):
+    result = CliRunner().invoke(cli, ["simulate", "--set", "lora-r=0", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "lora-r" in result.output
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_cli_rejects_malformed_assignment():
+    result = CliRunner().invoke(cli, ["simulate", "--set", "lr"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
