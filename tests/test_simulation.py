@@ -57,8 +57,9 @@ def test_federation_learns_and_writes_results(two_rounds):
 
 def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     out, cfg, summary, _ = two_rounds
-    task = load_task(cfg.task, seed=cfg.seed, num_examples=cfg.num_examples,
-                     eval_fraction=cfg.eval_fraction)
+    task = load_task(
+        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
+    )
     spec = model_spec(cfg, task.num_labels, task.kind)
     model = build_model(spec)
     final = load_file(str(out / "checkpoint" / "adapter.safetensors"))
@@ -97,24 +98,47 @@ def _tiny_bert_dir(path, words):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(words))]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizer(str(path / "vocab.txt")).save_pretrained(path)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(path)
     return path
 
 
 def test_cli_with_a_user_model_dir_and_csv(tmp_path):
-    rows = [(f"the {'cat' if i % 2 else 'dog'} sat on mat {i % 5}", "cat" if i % 2 else "dog")
-            for i in range(120)]
+    rows = [
+        (f"the {'cat' if i % 2 else 'dog'} sat on mat {i % 5}", "cat" if i % 2 else "dog")
+        for i in range(120)
+    ]
     data = tmp_path / "pets.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
     model_dir = _tiny_bert_dir(tmp_path / "bert", " ".join(t for t, _ in rows).split())
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "simulate", "--set", f"model={model_dir}", "--set", f"task=text-cls:{data}",
-        "--set", "num-supernodes=2", "--set", "num-server-rounds=2", "--set", "lr=0.02",
-        "--set", "num-cpus=2", "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--set",
+            f"model={model_dir}",
+            "--set",
+            f"task=text-cls:{data}",
+            "--set",
+            "num-supernodes=2",
+            "--set",
+            "num-server-rounds=2",
+            "--set",
+            "lr=0.02",
+            "--set",
+            "num-cpus=2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["model"] == str(model_dir)

@@ -15,8 +15,11 @@ from rich.table import Table
 
 from .config import ConfigError, load_toml, parse_assignments, split_config
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Federated fine-tuning of LoRA adapters over thin networks.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Federated fine-tuning of LoRA adapters over thin networks.",
+)
 console = Console(stderr=True)
 
 
@@ -38,12 +41,17 @@ class ProgressReporter:
             total = payload["num_rounds"] - payload["start_round"]
             self.task = self.progress.add_task(
                 f"{payload['nodes']} clients, {payload['adapter_params']:,} adapter params",
-                total=total, status="")
+                total=total,
+                status="",
+            )
         elif event == "round":
             self.rows.append(payload)
             if payload["round"] > 0 and self.task is not None:
-                self.progress.update(self.task, advance=1, status=(
-                    f"round {payload['round']} acc {payload['accuracy']:.3f}"))
+                self.progress.update(
+                    self.task,
+                    advance=1,
+                    status=(f"round {payload['round']} acc {payload['accuracy']:.3f}"),
+                )
 
 
 def _table(rows: list[dict]) -> Table:
@@ -51,9 +59,15 @@ def _table(rows: list[dict]) -> Table:
     for col in ("round", "accuracy", "loss", "uplink", "downlink", "clients", "wall s"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}",
-                      _human(r["uplink_bytes"]), _human(r["downlink_bytes"]),
-                      str(r["clients"]), f"{r['wall_s']:.2f}")
+        table.add_row(
+            str(r["round"]),
+            f"{r['accuracy']:.4f}",
+            f"{r['loss']:.4f}",
+            _human(r["uplink_bytes"]),
+            _human(r["downlink_bytes"]),
+            str(r["clients"]),
+            f"{r['wall_s']:.2f}",
+        )
     return table
 
 
@@ -67,15 +81,17 @@ def _human(n: float) -> str:
 
 @cli.command()
 def simulate(
-    config: Annotated[Path | None, typer.Option("--config", help="TOML file of config keys")]
-    = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable")]
-    = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file of config keys")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable")] = None,
     out: Annotated[str | None, typer.Option("--out", help="results directory")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from --out's checkpoint")]
-    = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="show Flower's and Ray's logs")]
-    = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from --out's checkpoint")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show Flower's and Ray's logs")
+    ] = False,
 ) -> None:
     """Run a federation on Flower's Simulation Engine and write results to --out."""
     t0 = time.monotonic()
@@ -97,10 +113,17 @@ def simulate(
     run = run.replace(out=str(resolve_out(run)))
     from .simulations.run import simulate as run_simulation
 
-    console.print(f"fedslim: {sim.num_supernodes} clients x {run.num_server_rounds} rounds, "
-                  f"model={run.model} task={run.task} -> {run.out}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    console.print(
+        f"fedslim: {sim.num_supernodes} clients x {run.num_server_rounds} rounds, "
+        f"model={run.model} task={run.task} -> {run.out}"
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         reporter = ProgressReporter(progress)
         try:
@@ -116,7 +139,8 @@ def simulate(
         f"{summary['initial_accuracy']:.4f}); uplink {_human(summary['total_uplink_bytes'])}, "
         f"downlink {_human(summary['total_downlink_bytes'])}; wall {wall:.1f} s "
         f"(setup+engine start {getattr(reporter, 'ready_s', 0.0):.1f} s, rounds {rounds_s:.1f} s)"
-        f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json")
+        f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json"
+    )
 
 
 def main() -> None:

@@ -37,7 +37,9 @@ class RunConfig:
     local_steps: int = _help("optimizer steps each client takes per round", default=20)
     batch_size: int = _help("examples per local step", default=16)
     lr: float = _help("client AdamW learning rate", default=1e-2)
-    model: str = _help('"tiny" (embedded, seeded) or a Hugging Face model directory', default="tiny")
+    model: str = _help(
+        '"tiny" (embedded, seeded) or a Hugging Face model directory', default="tiny"
+    )
     task: str = _help(
         '"template-cls", "wordnet", "text-cls:FILE" (csv/jsonl text,label) or '
         '"sft:FILE" (jsonl prompt,response)',
@@ -47,12 +49,13 @@ class RunConfig:
     lora_r: int = _help("LoRA rank", default=8)
     lora_alpha: float = _help("LoRA scaling numerator (scale = alpha / r)", default=16)
     lora_targets: str = _help(
-        'comma-separated module names, "all-linear", or "auto" (PEFT default for the '
-        "architecture)",
+        'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
         default="auto",
     )
     max_length: int = _help("tokens per example after truncation", default=64)
-    eval_fraction: float = _help("held-out share, fixed by seed, never seen by clients", default=0.2)
+    eval_fraction: float = _help(
+        "held-out share, fixed by seed, never seen by clients", default=0.2
+    )
     num_examples: int = _help("size of the generated template-cls task", default=2000)
     seed: int = _help("seeds data, base weights, sampling and training", default=0)
     out: str = _help('results directory; "" means runs/<timestamp>', default="")
@@ -69,19 +72,33 @@ class RunConfig:
         _check(self.max_length >= 4, "max-length", "an integer >= 4")
         _check(0.0 < self.eval_fraction < 1.0, "eval-fraction", "a float in (0, 1)")
         _check(self.num_examples >= 20, "num-examples", "an integer >= 20")
-        _check(bool(_PARTITION.match(self.partition)), "partition",
-               '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N"', self.partition)
+        _check(
+            bool(_PARTITION.match(self.partition)),
+            "partition",
+            '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N"',
+            self.partition,
+        )
         if self.partition.startswith("dirichlet:"):
-            _check(float(self.partition.split(":")[1]) > 0, "partition", "ALPHA > 0", self.partition)
-        _check(bool(_TASK.match(self.task)), "task",
-               '"template-cls", "wordnet", "text-cls:FILE" or "sft:FILE"', self.task)
+            _check(
+                float(self.partition.split(":")[1]) > 0, "partition", "ALPHA > 0", self.partition
+            )
+        _check(
+            bool(_TASK.match(self.task)),
+            "task",
+            '"template-cls", "wordnet", "text-cls:FILE" or "sft:FILE"',
+            self.task,
+        )
         _check(bool(self.model), "model", '"tiny" or a model directory')
         if self.model != "tiny":
-            _check(Path(self.model).is_dir(), "model", '"tiny" or an existing model directory',
-                   self.model)
+            _check(
+                Path(self.model).is_dir(),
+                "model",
+                '"tiny" or an existing model directory',
+                self.model,
+            )
         for prefix in ("text-cls:", "sft:"):
             if self.task.startswith(prefix):
-                path = self.task[len(prefix):]
+                path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
     # ---- conversions ------------------------------------------------------------
@@ -102,8 +119,9 @@ class SimulationConfig:
     """How `fedslim simulate` sizes Flower's Simulation Engine (Ray backend)."""
 
     num_supernodes: int = _help("virtual clients (one data partition each)", default=5)
-    cpus_per_client: float = _help("Ray CPUs per client; 1 runs two at a time on 2 cores",
-                                   default=1.0)
+    cpus_per_client: float = _help(
+        "Ray CPUs per client; 1 runs two at a time on 2 cores", default=1.0
+    )
     num_cpus: int = _help("CPUs Ray may use (0 = all)", default=0)
 
     def __post_init__(self) -> None:

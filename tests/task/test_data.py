@@ -13,8 +13,10 @@ def _load(task, n=400):
 
 
 def test_template_task_is_deterministic_and_has_four_labels():
-    a, b = _load("template-cls"), load_task("template-cls", seed=0, num_examples=400,
-                                            eval_fraction=0.2)
+    a, b = (
+        _load("template-cls"),
+        load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2),
+    )
     assert a.num_labels >= 4 and a.inputs == b.inputs
     assert set(a.targets) == set(range(a.num_labels))
     other = load_task("template-cls", seed=1, num_examples=400, eval_fraction=0.2)
@@ -24,8 +26,9 @@ def test_template_task_is_deterministic_and_has_four_labels():
 @pytest.mark.parametrize("spec", ["iid", "dirichlet:0.3", "shards:2"])
 def test_partitions_cover_the_pool_and_never_touch_eval(spec):
     task = _load("template-cls", 600)
-    parts = [partition_indices(task, spec, partition_id=p, num_partitions=4, seed=0)
-             for p in range(4)]
+    parts = [
+        partition_indices(task, spec, partition_id=p, num_partitions=4, seed=0) for p in range(4)
+    ]
     joined = np.concatenate(parts)
     assert len(set(joined)) == len(joined)  # disjoint
     assert not set(joined) & set(task.eval_idx.tolist())
@@ -45,14 +48,18 @@ def test_dirichlet_skews_labels():
 
 
 def _rows(n=40):
-    return [{"text": f"sample {i} about {'cats' if i % 2 else 'dogs'}",
-             "label": "cat" if i % 2 else "dog"} for i in range(n)]
+    return [
+        {
+            "text": f"sample {i} about {'cats' if i % 2 else 'dogs'}",
+            "label": "cat" if i % 2 else "dog",
+        }
+        for i in range(n)
+    ]
 
 
 def test_text_cls_csv_and_jsonl_agree(tmp_path):
     csv_path, jsonl_path = tmp_path / "d.csv", tmp_path / "d.jsonl"
-    csv_path.write_text("text,label\n" + "".join(f"\"{r['text']}\",{r['label']}\n"
-                                                 for r in _rows()))
+    csv_path.write_text("text,label\n" + "".join(f'"{r["text"]}",{r["label"]}\n' for r in _rows()))
     jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     a, b = _load(f"text-cls:{csv_path}"), _load(f"text-cls:{jsonl_path}")
     assert a.inputs == b.inputs and a.targets == b.targets
@@ -61,20 +68,24 @@ def test_text_cls_csv_and_jsonl_agree(tmp_path):
 
 def test_sft_jsonl(tmp_path):
     path = tmp_path / "sft.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"q{i}?", "response": f"a{i}"}) + "\n"
-                            for i in range(30)))
+    path.write_text(
+        "".join(json.dumps({"prompt": f"q{i}?", "response": f"a{i}"}) + "\n" for i in range(30))
+    )
     task = _load(f"sft:{path}")
     assert task.kind == "sft" and task.targets[0] == "a0"
     with pytest.raises(ValueError, match="partition=iid"):
         partition_indices(task, "dirichlet:0.5", partition_id=0, num_partitions=2, seed=0)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"text": "x"}\n' * 12, "lacks 'text' and 'label'"),
-    ("not json\n", "not a JSON object"),
-    ('{"text": "x", "label": "a"}\n' * 3, "at least 10 records"),
-    ('{"text": "x", "label": "a"}\n' * 12, "2 distinct labels"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "x"}\n' * 12, "lacks 'text' and 'label'"),
+        ("not json\n", "not a JSON object"),
+        ('{"text": "x", "label": "a"}\n' * 3, "at least 10 records"),
+        ('{"text": "x", "label": "a"}\n' * 12, "2 distinct labels"),
+    ],
+)
 def test_bad_user_files_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)

@@ -9,8 +9,9 @@ from fedslim.task.data import load_task
 from fedslim.task.models import ModelSpec, build_model, build_tokenizer
 from fedslim.task.train import evaluate, train_local
 
-SPEC = ModelSpec(model="tiny", kind="cls", num_labels=4, lora_r=4, lora_alpha=8,
-                 lora_targets="auto", seed=0)
+SPEC = ModelSpec(
+    model="tiny", kind="cls", num_labels=4, lora_r=4, lora_alpha=8, lora_targets="auto", seed=0
+)
 
 
 def test_nodes_build_bit_identical_models():
@@ -30,8 +31,9 @@ def test_local_training_moves_the_adapter_and_never_the_base():
     task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     model, tok = build_model(SPEC), build_tokenizer("tiny")
     base, before = base_fingerprint(model), get_adapter(model)
-    res = train_local(model, task, task.train_idx, tok, steps=15, batch_size=16, lr=1e-2,
-                      max_length=32, seed=1)
+    res = train_local(
+        model, task, task.train_idx, tok, steps=15, batch_size=16, lr=1e-2, max_length=32, seed=1
+    )
     after = get_adapter(model)
     assert base_fingerprint(model) == base
     assert any(not np.array_equal(before[k], after[k]) for k in before)
@@ -43,8 +45,17 @@ def test_training_is_reproducible_for_a_seed():
     runs = []
     for _ in range(2):
         model = build_model(SPEC)
-        train_local(model, task, task.train_idx, build_tokenizer("tiny"), steps=3,
-                    batch_size=8, lr=1e-2, max_length=32, seed=5)
+        train_local(
+            model,
+            task,
+            task.train_idx,
+            build_tokenizer("tiny"),
+            steps=3,
+            batch_size=8,
+            lr=1e-2,
+            max_length=32,
+            seed=5,
+        )
         runs.append(get_adapter(model))
     assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
 
@@ -61,15 +72,22 @@ def test_set_adapter_refuses_a_foreign_layout():
 
 def test_sft_trains_on_response_tokens(tmp_path):
     path = tmp_path / "sft.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"colour of item {i % 3}:",
-                                        "response": ["red", "green", "blue"][i % 3]}) + "\n"
-                            for i in range(60)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": f"colour of item {i % 3}:", "response": ["red", "green", "blue"][i % 3]}
+            )
+            + "\n"
+            for i in range(60)
+        )
+    )
     task = load_task(f"sft:{path}", seed=0, num_examples=60, eval_fraction=0.2)
     spec = ModelSpec(**{**SPEC.__dict__, "kind": "sft", "num_labels": 0})
     model, tok = build_model(spec), build_tokenizer("tiny")
     first = evaluate(model, task, tok, max_length=32)
     torch.manual_seed(0)
-    train_local(model, task, task.train_idx, tok, steps=30, batch_size=8, lr=2e-2,
-                max_length=32, seed=0)
+    train_local(
+        model, task, task.train_idx, tok, steps=30, batch_size=8, lr=2e-2, max_length=32, seed=0
+    )
     last = evaluate(model, task, tok, max_length=32)
     assert last["loss"] < first["loss"]

@@ -28,9 +28,10 @@ def _node(context: Context) -> tuple[int, int]:
     try:
         return int(cfg["partition-id"]), int(cfg["num-partitions"])
     except KeyError:
-        raise ValueError("node config needs partition-id and num-partitions (deployment: "
-                         'flower-supernode --node-config "partition-id=0 num-partitions=2")'
-                         ) from None
+        raise ValueError(
+            "node config needs partition-id and num-partitions (deployment: "
+            'flower-supernode --node-config "partition-id=0 num-partitions=2")'
+        ) from None
 
 
 def step_seed(seed: int, server_round: int, partition_id: int) -> int:
@@ -50,22 +51,48 @@ def train(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_mapping(context.run_config)
     pid, num_partitions = _node(context)
     server_round = int(msg.content["config"]["server-round"])
-    task = load_task(cfg.task, seed=cfg.seed, num_examples=cfg.num_examples,
-                     eval_fraction=cfg.eval_fraction)
-    indices = partition_indices(task, cfg.partition, partition_id=pid,
-                                num_partitions=num_partitions, seed=cfg.seed)
-    model = build_model(ModelSpec(model=cfg.model, kind=task.kind, num_labels=task.num_labels,
-                                  lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                  lora_targets=cfg.lora_targets, seed=cfg.seed))
+    task = load_task(
+        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
+    )
+    indices = partition_indices(
+        task, cfg.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
+    )
+    model = build_model(
+        ModelSpec(
+            model=cfg.model,
+            kind=task.kind,
+            num_labels=task.num_labels,
+            lora_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_targets=cfg.lora_targets,
+            seed=cfg.seed,
+        )
+    )
     incoming = msg.content["arrays"]
     set_adapter(model, {k: a.numpy() for k, a in incoming.items()})
-    result = train_local(model, task, indices, build_tokenizer(cfg.model),
-                         steps=cfg.local_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         max_length=cfg.max_length, seed=step_seed(cfg.seed, server_round, pid))
+    result = train_local(
+        model,
+        task,
+        indices,
+        build_tokenizer(cfg.model),
+        steps=cfg.local_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        max_length=cfg.max_length,
+        seed=step_seed(cfg.seed, server_round, pid),
+    )
     adapter = get_adapter(model)
-    reply = RecordDict({
-        "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in adapter.items()}),
-        "metrics": MetricRecord({"num-examples": len(indices), "train-loss": result.loss,
-                                 "train-s": result.seconds, "flops": result.flops}),
-    })
+    reply = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in adapter.items()}),
+            "metrics": MetricRecord(
+                {
+                    "num-examples": len(indices),
+                    "train-loss": result.loss,
+                    "train-s": result.seconds,
+                    "flops": result.flops,
+                }
+            ),
+        }
+    )
     return Message(reply, reply_to=msg)

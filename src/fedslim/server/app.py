@@ -33,9 +33,15 @@ app = ServerApp()
 
 def _log_reporter(event: str, payload: dict) -> None:
     if event == "round":
-        log(INFO, "round %d: accuracy %.4f loss %.4f uplink %d B downlink %d B",
-            payload["round"], payload["accuracy"], payload["loss"], payload["uplink_bytes"],
-            payload["downlink_bytes"])
+        log(
+            INFO,
+            "round %d: accuracy %.4f loss %.4f uplink %d B downlink %d B",
+            payload["round"],
+            payload["accuracy"],
+            payload["loss"],
+            payload["uplink_bytes"],
+            payload["downlink_bytes"],
+        )
 
 
 @app.main()
@@ -48,8 +54,15 @@ def resolve_out(cfg: RunConfig) -> Path:
 
 
 def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
-    return ModelSpec(model=cfg.model, kind=kind, num_labels=num_labels, lora_r=cfg.lora_r,
-                     lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets, seed=cfg.seed)
+    return ModelSpec(
+        model=cfg.model,
+        kind=kind,
+        num_labels=num_labels,
+        lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_targets=cfg.lora_targets,
+        seed=cfg.seed,
+    )
 
 
 def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
@@ -59,13 +72,20 @@ def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no node connected within {wait_s:.0f} s")
         time.sleep(1.0)
-    msgs = [Message(content=RecordDict({"config": ConfigRecord({"ask": "partition-id"})}),
-                    message_type="query", dst_node_id=n) for n in nodes]
+    msgs = [
+        Message(
+            content=RecordDict({"config": ConfigRecord({"ask": "partition-id"})}),
+            message_type="query",
+            dst_node_id=n,
+        )
+        for n in nodes
+    ]
     partitions = {}
     for reply in grid.send_and_receive(msgs, timeout=wait_s):
         if reply.has_error():
-            raise RuntimeError(f"node {reply.metadata.src_node_id} failed to start: "
-                               f"{reply.error.reason}")
+            raise RuntimeError(
+                f"node {reply.metadata.src_node_id} failed to start: {reply.error.reason}"
+            )
         partitions[reply.metadata.src_node_id] = int(reply.content["info"]["partition-id"])
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
@@ -83,8 +103,9 @@ def _from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
 def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
     cfg = RunConfig.from_mapping(context.run_config)
     out = resolve_out(cfg)
-    task = load_task(cfg.task, seed=cfg.seed, num_examples=cfg.num_examples,
-                     eval_fraction=cfg.eval_fraction)
+    task = load_task(
+        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
+    )
     model = build_model(model_spec(cfg, task.num_labels, task.kind))
     tok = build_tokenizer(cfg.model)
     arrays = get_adapter(model)
@@ -104,14 +125,34 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
 
     t0 = time.monotonic()
     partitions = discover_partitions(grid)
-    report("start", {"out": str(out), "nodes": len(partitions), "start_round": start_round,
-                     "num_rounds": cfg.num_server_rounds, "adapter_params":
-                     num_parameters(arrays), "startup_s": time.monotonic() - t0})
-    strategy = AdapterFedAvg(partitions=partitions, layout=layout(arrays), seed=cfg.seed,
-                             fraction_train=cfg.fraction_train)
+    report(
+        "start",
+        {
+            "out": str(out),
+            "nodes": len(partitions),
+            "start_round": start_round,
+            "num_rounds": cfg.num_server_rounds,
+            "adapter_params": num_parameters(arrays),
+            "startup_s": time.monotonic() - t0,
+        },
+    )
+    strategy = AdapterFedAvg(
+        partitions=partitions,
+        layout=layout(arrays),
+        seed=cfg.seed,
+        fraction_train=cfg.fraction_train,
+    )
     if start_round == 0:
-        row = {"round": 0, **central_eval(arrays), "uplink_bytes": 0, "downlink_bytes": 0,
-               "clients": 0, "dropped": 0, "train_s": 0.0, "wall_s": 0.0}
+        row = {
+            "round": 0,
+            **central_eval(arrays),
+            "uplink_bytes": 0,
+            "downlink_bytes": 0,
+            "clients": 0,
+            "dropped": 0,
+            "train_s": 0.0,
+            "wall_s": 0.0,
+        }
         history["rounds"].append(row)
         _persist(out, 0, arrays, cfg, history)
         report("round", row)
@@ -123,31 +164,40 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         new, _ = strategy.aggregate_train(rnd, replies)
         ledger = strategy.ledger
         if new is None:
-            log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd,
-                len(ledger.dropped))
+            log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, len(ledger.dropped))
         else:
             arrays = _from_record(new)
-        row = {"round": rnd, **central_eval(arrays),
-               "uplink_bytes": sum(ledger.uplink.values()),
-               "downlink_bytes": sum(ledger.downlink.values()),
-               "clients": len(ledger.clients), "dropped": len(ledger.dropped),
-               "train_s": max((c["train_s"] for c in ledger.clients), default=0.0),
-               "wall_s": time.monotonic() - t_round}
+        row = {
+            "round": rnd,
+            **central_eval(arrays),
+            "uplink_bytes": sum(ledger.uplink.values()),
+            "downlink_bytes": sum(ledger.downlink.values()),
+            "clients": len(ledger.clients),
+            "dropped": len(ledger.dropped),
+            "train_s": max((c["train_s"] for c in ledger.clients), default=0.0),
+            "wall_s": time.monotonic() - t_round,
+        }
         history["rounds"].append(row)
         history["clients"].extend(ledger.clients)
         _persist(out, rnd, arrays, cfg, history)
         report("round", row)
 
-    summary = results.write_summary(out, history, cfg.to_mapping(), {
-        "adapter_params": num_parameters(arrays), "nodes": len(partitions)})
+    summary = results.write_summary(
+        out,
+        history,
+        cfg.to_mapping(),
+        {"adapter_params": num_parameters(arrays), "nodes": len(partitions)},
+    )
     report("end", summary)
     return summary
 
 
 def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict) -> None:
     results.write_tables(out, history)
-    checkpoint.save(out / "checkpoint", checkpoint.Checkpoint(
-        round=rnd, adapter=arrays, config=cfg.to_mapping(), history=history))
+    checkpoint.save(
+        out / "checkpoint",
+        checkpoint.Checkpoint(round=rnd, adapter=arrays, config=cfg.to_mapping(), history=history),
+    )
 
 
 # Keys that may change when resuming; any other change would make the result a
@@ -159,5 +209,7 @@ def _check_resumable(saved: dict, cfg: RunConfig) -> None:
     now = cfg.to_mapping()
     changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if changed:
-        raise ValueError(f"--resume: config key '{changed[0]}' differs from the checkpoint "
-                         f"({saved.get(changed[0])!r} -> {now[changed[0]]!r})")
+        raise ValueError(
+            f"--resume: config key '{changed[0]}' differs from the checkpoint "
+            f"({saved.get(changed[0])!r} -> {now[changed[0]]!r})"
+        )

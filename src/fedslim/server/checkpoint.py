@@ -31,8 +31,12 @@ def save(directory: Path, ckpt: Checkpoint) -> None:
     tmp = directory / (ADAPTER + ".tmp")
     save_file({k: np.ascontiguousarray(v) for k, v in ckpt.adapter.items()}, str(tmp))
     os.replace(tmp, directory / ADAPTER)
-    state = {"round": ckpt.round, "config": ckpt.config, "history": ckpt.history,
-             "order": list(ckpt.adapter)}
+    state = {
+        "round": ckpt.round,
+        "config": ckpt.config,
+        "history": ckpt.history,
+        "order": list(ckpt.adapter),
+    }
     tmp = directory / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1, default=float), encoding="utf-8")
     os.replace(tmp, directory / STATE)
@@ -48,5 +52,6 @@ def load(directory: Path) -> Checkpoint:
     except (ValueError, OSError) as exc:
         raise ValueError(f"--resume: checkpoint in {directory} is damaged: {exc}") from None
     adapter = {k: tensors[k] for k in state["order"]}
-    return Checkpoint(round=int(state["round"]), adapter=adapter, config=state["config"],
-                      history=state["history"])
+    return Checkpoint(
+        round=int(state["round"]), adapter=adapter, config=state["config"], history=state["history"]
+    )

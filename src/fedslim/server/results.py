@@ -7,10 +7,27 @@ import json
 import os
 from pathlib import Path
 
-ROUND_FIELDS = ("round", "accuracy", "loss", "uplink_bytes", "downlink_bytes", "clients",
-                "dropped", "train_s", "wall_s")
-CLIENT_FIELDS = ("round", "client", "num_examples", "train_loss", "train_s", "flops",
-                 "uplink_bytes", "downlink_bytes")
+ROUND_FIELDS = (
+    "round",
+    "accuracy",
+    "loss",
+    "uplink_bytes",
+    "downlink_bytes",
+    "clients",
+    "dropped",
+    "train_s",
+    "wall_s",
+)
+CLIENT_FIELDS = (
+    "round",
+    "client",
+    "num_examples",
+    "train_loss",
+    "train_s",
+    "flops",
+    "uplink_bytes",
+    "downlink_bytes",
+)
 
 
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:

@@ -30,10 +30,19 @@ def _toml_value(value) -> str:
 
 def write_app_dir(directory: Path, run: RunConfig) -> Path:
     lines = [
-        "[project]", 'name = "fedslim-run"', 'version = "0.1.0"', "dependencies = []", "",
-        "[tool.flwr.app]", 'publisher = "fedslim"', "",
-        "[tool.flwr.app.components]", 'serverapp = "fedslim.server.app:app"',
-        'clientapp = "fedslim.client.app:app"', "", "[tool.flwr.app.config]",
+        "[project]",
+        'name = "fedslim-run"',
+        'version = "0.1.0"',
+        "dependencies = []",
+        "",
+        "[tool.flwr.app]",
+        'publisher = "fedslim"',
+        "",
+        "[tool.flwr.app.components]",
+        'serverapp = "fedslim.server.app:app"',
+        'clientapp = "fedslim.client.app:app"',
+        "",
+        "[tool.flwr.app.config]",
         *(f"{k} = {_toml_value(v)}" for k, v in run.to_mapping().items()),
     ]
     (directory / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -57,8 +66,9 @@ def _quiet() -> None:
         logger.addFilter(_OwnWarningsOnly())
 
 
-def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
-             verbose: bool = False) -> dict:
+def simulate(
+    run: RunConfig, sim: SimulationConfig, *, report: Reporter, verbose: bool = False
+) -> dict:
     """Run the federation to the end; returns the run summary. Raises on failure."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
     from flwr.app import Context, RecordDict
@@ -85,8 +95,10 @@ def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
     init_args = {"num_cpus": sim.num_cpus} if sim.num_cpus else {}
     if not verbose:
         init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
-    backend = {"client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
-               "init_args": init_args}
+    backend = {
+        "client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
+        "init_args": init_args,
+    }
     config = run.to_mapping()
     with tempfile.TemporaryDirectory(prefix="fedslim-app-") as tmp:
         app_dir = write_app_dir(Path(tmp), run)
@@ -95,13 +107,22 @@ def simulate(run: RunConfig, sim: SimulationConfig, *, report: Reporter,
         flwr_run.federation_id = NOOP_FEDERATION_ID
         TaskIdentity.task_id, TaskIdentity.run_id = 1, flwr_run.run_id
         TaskIdentity.node_id = SUPERLINK_NODE_ID
-        context = Context(run_id=flwr_run.run_id, node_id=0, node_config={},
-                          state=RecordDict(), run_config=config)
+        context = Context(
+            run_id=flwr_run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=config
+        )
         _run_simulation(
-            num_supernodes=sim.num_supernodes, exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-            client_app=client_app, server_app=server_app, backend_name="ray",
-            backend_config=backend, server_app_context=context, app_dir=str(app_dir),
-            run=flwr_run, is_app=True, verbose_logging=verbose)
+            num_supernodes=sim.num_supernodes,
+            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            client_app=client_app,
+            server_app=server_app,
+            backend_name="ray",
+            backend_config=backend,
+            server_app_context=context,
+            app_dir=str(app_dir),
+            run=flwr_run,
+            is_app=True,
+            verbose_logging=verbose,
+        )
     if not summary:
         raise RuntimeError("the simulation ended without results (see --verbose for logs)")
     return summary

@@ -24,10 +24,21 @@ CLIENT_METRICS = ("num-examples", "train-loss", "train-s", "flops")
 
 
 class AdapterFedAvg(FedAvg):
-    def __init__(self, *, partitions: dict[int, int], layout: tuple, seed: int,
-                 fraction_train: float, min_train_nodes: int = 1) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=0.0,
-                         min_train_nodes=min_train_nodes, min_available_nodes=1)
+    def __init__(
+        self,
+        *,
+        partitions: dict[int, int],
+        layout: tuple,
+        seed: int,
+        fraction_train: float,
+        min_train_nodes: int = 1,
+    ) -> None:
+        super().__init__(
+            fraction_train=fraction_train,
+            fraction_evaluate=0.0,
+            min_train_nodes=min_train_nodes,
+            min_available_nodes=1,
+        )
         self.partitions = dict(partitions)  # node id -> partition id
         self.layout = layout  # ((name, shape), ...) every reply must match
         self.seed = seed
@@ -43,8 +54,9 @@ class AdapterFedAvg(FedAvg):
         picked = sorted(rng.choice(len(nodes), size=size, replace=False))
         return [nodes[i] for i in picked]
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self.ledger = RoundLedger()
         config["server-round"] = server_round
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
@@ -54,25 +66,29 @@ class AdapterFedAvg(FedAvg):
         return messages
 
     # ---- uplink -------------------------------------------------------------------
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         accepted = []
         for msg in sorted(replies, key=lambda m: self.partitions.get(m.metadata.src_node_id, -1)):
             node = msg.metadata.src_node_id
             reason = self.reject_reason(msg)
             if reason:
-                log(WARNING, "round %d: dropped reply from node %d: %s", server_round, node,
-                    reason)
+                log(WARNING, "round %d: dropped reply from node %d: %s", server_round, node, reason)
                 self.ledger.dropped.append((node, reason))
                 continue
             accepted.append(msg)
             self.ledger.uplink[node] = wire_bytes(msg)
             metrics = msg.content["metrics"]
-            self.ledger.clients.append({
-                "round": server_round, "client": self.partitions.get(node, -1),
-                **{k.replace("-", "_"): metrics[k] for k in CLIENT_METRICS},
-                "uplink_bytes": self.ledger.uplink[node],
-                "downlink_bytes": self.ledger.downlink.get(node, 0)})
+            self.ledger.clients.append(
+                {
+                    "round": server_round,
+                    "client": self.partitions.get(node, -1),
+                    **{k.replace("-", "_"): metrics[k] for k in CLIENT_METRICS},
+                    "uplink_bytes": self.ledger.uplink[node],
+                    "downlink_bytes": self.ledger.downlink.get(node, 0),
+                }
+            )
         if not accepted:
             return None, None
         return super().aggregate_train(server_round, accepted)

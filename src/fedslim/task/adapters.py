@@ -28,10 +28,13 @@ def set_adapter(model, arrays: dict[str, np.ndarray]) -> None:
     if expected != got:
         missing = sorted(set(dict(expected)) - set(dict(got)))
         extra = sorted(set(dict(got)) - set(dict(expected)))
-        raise ValueError(f"adapter layout mismatch: missing {missing[:3]}, unexpected "
-                         f"{extra[:3]}, or shapes differ")
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
-             for k, v in arrays.items()}
+        raise ValueError(
+            f"adapter layout mismatch: missing {missing[:3]}, unexpected "
+            f"{extra[:3]}, or shapes differ"
+        )
+    state = {
+        k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()
+    }
     result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:

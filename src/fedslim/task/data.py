@@ -87,5 +87,11 @@ def _split(kind, inputs, targets, names, seed, eval_fraction) -> TaskData:
     n = len(inputs)
     order = np.random.default_rng(seed + 7919).permutation(n)
     n_eval = max(1, int(round(n * eval_fraction)))
-    return TaskData(kind, tuple(inputs), tuple(targets), tuple(names),
-                    train_idx=np.sort(order[n_eval:]), eval_idx=np.sort(order[:n_eval]))
+    return TaskData(
+        kind,
+        tuple(inputs),
+        tuple(targets),
+        tuple(names),
+        train_idx=np.sort(order[n_eval:]),
+        eval_idx=np.sort(order[:n_eval]),
+    )

@@ -15,8 +15,14 @@ from typing import Any
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
-TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
+TINY = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+)
 
 
 class HashTokenizer:
@@ -32,8 +38,10 @@ class HashTokenizer:
     _WORD = re.compile(r"\w+|[^\w\s]")
 
     def encode(self, text: str, special: bool = True) -> list[int]:
-        return [4 + zlib.crc32(w.encode("utf-8")) % (self.vocab_size - 4)
-                for w in self._WORD.findall(text.lower())]
+        return [
+            4 + zlib.crc32(w.encode("utf-8")) % (self.vocab_size - 4)
+            for w in self._WORD.findall(text.lower())
+        ]
 
 
 class HFTokenizer:
@@ -72,22 +80,34 @@ def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
 
 def build_base(spec: ModelSpec) -> torch.nn.Module:
     """The frozen base model, bit-identical on every node for the same spec."""
-    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
-                              LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
     torch.manual_seed(spec.seed)
     if spec.model == "tiny":
         tok = HashTokenizer()
-        config = LlamaConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             num_labels=spec.num_labels, tie_word_embeddings=False, **TINY)
+        config = LlamaConfig(
+            vocab_size=tok.vocab_size,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            num_labels=spec.num_labels,
+            tie_word_embeddings=False,
+            **TINY,
+        )
         cls = LlamaForSequenceClassification if spec.kind == "cls" else LlamaForCausalLM
         model = cls(config)
     elif spec.kind == "cls":
         model = AutoModelForSequenceClassification.from_pretrained(
-            spec.model, num_labels=spec.num_labels)
+            spec.model, num_labels=spec.num_labels
+        )
     else:
         model = AutoModelForCausalLM.from_pretrained(spec.model)
     if model.config.pad_token_id is None:
@@ -105,7 +125,9 @@ def lora_config(spec: ModelSpec) -> LoraConfig:
         targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
     return LoraConfig(
         task_type=TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM,
-        r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=0.0,
         target_modules=targets,
     )
 

@@ -13,21 +13,103 @@ import numpy as np
 LABELS = ("sports", "weather", "cooking", "finance")
 
 TOPIC_WORDS = {
-    "sports": ["goal", "coach", "match", "striker", "league", "referee", "stadium", "score",
-               "penalty", "team", "season", "keeper"],
-    "weather": ["rain", "storm", "cloud", "forecast", "wind", "snow", "thunder", "sunny",
-                "humid", "frost", "season", "pressure"],
-    "cooking": ["oven", "recipe", "garlic", "butter", "simmer", "flour", "knife", "sauce",
-                "bake", "onion", "taste", "pressure"],
-    "finance": ["stock", "bond", "market", "profit", "loan", "interest", "bank", "share",
-                "budget", "taste", "score", "team"],
+    "sports": [
+        "goal",
+        "coach",
+        "match",
+        "striker",
+        "league",
+        "referee",
+        "stadium",
+        "score",
+        "penalty",
+        "team",
+        "season",
+        "keeper",
+    ],
+    "weather": [
+        "rain",
+        "storm",
+        "cloud",
+        "forecast",
+        "wind",
+        "snow",
+        "thunder",
+        "sunny",
+        "humid",
+        "frost",
+        "season",
+        "pressure",
+    ],
+    "cooking": [
+        "oven",
+        "recipe",
+        "garlic",
+        "butter",
+        "simmer",
+        "flour",
+        "knife",
+        "sauce",
+        "bake",
+        "onion",
+        "taste",
+        "pressure",
+    ],
+    "finance": [
+        "stock",
+        "bond",
+        "market",
+        "profit",
+        "loan",
+        "interest",
+        "bank",
+        "share",
+        "budget",
+        "taste",
+        "score",
+        "team",
+    ],
 }
-SUBJECTS = ["the report", "my friend", "a neighbour", "the paper", "our group", "she", "he",
-            "everyone", "the old man", "a student", "the radio", "they"]
-VERBS = ["mentioned", "talked about", "worried about", "noticed", "described", "liked",
-         "argued over", "asked about", "wrote about", "ignored"]
-FILLER = ["today", "again", "in the morning", "last week", "quietly", "at length", "twice",
-          "with a smile", "for hours", "near the river", "after lunch", "on monday"]
+SUBJECTS = [
+    "the report",
+    "my friend",
+    "a neighbour",
+    "the paper",
+    "our group",
+    "she",
+    "he",
+    "everyone",
+    "the old man",
+    "a student",
+    "the radio",
+    "they",
+]
+VERBS = [
+    "mentioned",
+    "talked about",
+    "worried about",
+    "noticed",
+    "described",
+    "liked",
+    "argued over",
+    "asked about",
+    "wrote about",
+    "ignored",
+]
+FILLER = [
+    "today",
+    "again",
+    "in the morning",
+    "last week",
+    "quietly",
+    "at length",
+    "twice",
+    "with a smile",
+    "for hours",
+    "near the river",
+    "after lunch",
+    "on monday",
+]
 TEMPLATES = [
     "{s} {v} the {w1} {f}",
     "{s} {v} the {w1} and the {w2}",
@@ -52,9 +134,13 @@ def generate(n: int, seed: int) -> tuple[list[str], list[int]]:
             other = LABELS[(label + 1 + rng.integers(len(LABELS) - 1)) % len(LABELS)]
             w2 = TOPIC_WORDS[other][rng.integers(len(TOPIC_WORDS[other]))]
         template = TEMPLATES[rng.integers(len(TEMPLATES))]
-        text = template.format(s=SUBJECTS[rng.integers(len(SUBJECTS))],
-                               v=VERBS[rng.integers(len(VERBS))],
-                               f=FILLER[rng.integers(len(FILLER))], w1=w1, w2=w2)
+        text = template.format(
+            s=SUBJECTS[rng.integers(len(SUBJECTS))],
+            v=VERBS[rng.integers(len(VERBS))],
+            f=FILLER[rng.integers(len(FILLER))],
+            w1=w1,
+            w2=w2,
+        )
         if rng.random() < LABEL_NOISE:
             label = int(rng.integers(len(LABELS)))
         texts.append(text)

@@ -61,8 +61,18 @@ def _batches(indices: np.ndarray, batch_size: int, steps: int, rng: np.random.Ge
         order = order[batch_size:]
 
 
-def train_local(model, task: TaskData, indices: np.ndarray, tok, *, steps: int,
-                batch_size: int, lr: float, max_length: int, seed: int) -> TrainResult:
+def train_local(
+    model,
+    task: TaskData,
+    indices: np.ndarray,
+    tok,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_length: int,
+    seed: int,
+) -> TrainResult:
     """Run ``steps`` AdamW steps on the trainable (adapter) parameters only."""
     if len(indices) == 0:
         raise ValueError("this node's partition is empty; use fewer nodes or partition=iid")
@@ -70,8 +80,9 @@ def train_local(model, task: TaskData, indices: np.ndarray, tok, *, steps: int,
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    batches = [encode_batch(task, b, tok, max_length)
-               for b in _batches(indices, batch_size, steps, rng)]
+    batches = [
+        encode_batch(task, b, tok, max_length) for b in _batches(indices, batch_size, steps, rng)
+    ]
     model.train()
     total = 0.0
     counter = FlopCounterMode(display=False)
@@ -85,13 +96,21 @@ def train_local(model, task: TaskData, indices: np.ndarray, tok, *, steps: int,
             total += float(out.loss.detach())
     seconds = time.perf_counter() - start
     model.eval()
-    return TrainResult(loss=total / steps, seconds=seconds,
-                       flops=int(counter.get_total_flops()), steps=steps)
+    return TrainResult(
+        loss=total / steps, seconds=seconds, flops=int(counter.get_total_flops()), steps=steps
+    )
 
 
 @torch.no_grad()
-def evaluate(model, task: TaskData, tok, *, max_length: int, batch_size: int = 64,
-             indices: np.ndarray | None = None) -> dict[str, float]:
+def evaluate(
+    model,
+    task: TaskData,
+    tok,
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    indices: np.ndarray | None = None,
+) -> dict[str, float]:
     """Accuracy and mean loss on the held-out split (token accuracy for sft)."""
     idx = task.eval_idx if indices is None else indices
     model.eval()

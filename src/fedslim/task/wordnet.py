@@ -13,8 +13,16 @@ import numpy as np
 
 DATA_NOUN = Path("/usr/share/wordnet/data.noun")
 # lexicographer file number -> supersense (WordNet's lexnames)
-SUPERSENSES = {5: "animal", 20: "plant", 13: "food", 6: "artifact", 18: "person",
-               15: "location", 8: "body", 27: "substance"}
+SUPERSENSES = {
+    5: "animal",
+    20: "plant",
+    13: "food",
+    6: "artifact",
+    18: "person",
+    15: "location",
+    8: "body",
+    27: "substance",
+}
 PER_LABEL = 1500
 INSTALL_HINT = "sudo apt-get install -y --no-install-recommends wordnet-base"
 
@@ -23,8 +31,8 @@ def load(seed: int, path: Path = DATA_NOUN) -> tuple[list[str], list[int], tuple
     """Return texts, labels and label names; ``PER_LABEL`` synsets per supersense."""
     if not path.is_file():
         raise FileNotFoundError(
-            f"task=wordnet needs WordNet's noun database at {path}; install it with: "
-            f"{INSTALL_HINT}")
+            f"task=wordnet needs WordNet's noun database at {path}; install it with: {INSTALL_HINT}"
+        )
     lexnums = sorted(SUPERSENSES)
     by_label: dict[int, list[str]] = {i: [] for i in range(len(lexnums))}
     with path.open(encoding="utf-8", errors="replace") as fh:
