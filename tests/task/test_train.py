@@ -40,6 +40,26 @@ def test_local_training_moves_the_adapter_and_never_the_base():
     assert res.flops > 0 and res.seconds > 0 and np.isfinite(res.loss)
 
 
+def test_counted_flops_equal_counting_every_step():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
+    model = build_model(SPEC)
+    with FlopCounterMode(display=False) as outer:
+        res = train_local(
+            model,
+            task,
+            task.train_idx,
+            build_tokenizer("tiny"),
+            steps=4,
+            batch_size=8,
+            lr=1e-2,
+            max_length=32,
+            seed=2,
+        )
+    assert res.flops == outer.get_total_flops() > 0
+
+
 def test_training_is_reproducible_for_a_seed():
     task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     runs = []

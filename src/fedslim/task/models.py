@@ -8,6 +8,7 @@ adapter (and the head, when present) is trained and exchanged.
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +138,8 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
     base = build_base(spec)
     torch.manual_seed(spec.seed + 1)  # identical adapter initialisation on every node
     try:
-        return get_peft_model(base, lora_config(spec))
+        with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(base, lora_config(spec))
     except ValueError as exc:  # e.g. target modules not found
         raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ class TrainResult:
     steps: int
 
 
-def encode_batch(task: TaskData, idx: np.ndarray, tok, max_length: int) -> dict:
-    """Tokenise examples ``idx`` into right-padded tensors (labels included)."""
+def _tokenize(task: TaskData, idx: np.ndarray, tok, max_length: int) -> tuple[list, list]:
     rows, labels = [], []
     for i in idx:
         if task.kind == "cls":
@@ -33,10 +33,12 @@ def encode_batch(task: TaskData, idx: np.ndarray, tok, max_length: int) -> dict:
         else:
             prompt = tok.encode(task.inputs[i])
             answer = tok.encode(task.targets[i], special=False) + [tok.eos_token_id]
-            ids = (prompt + answer)[:max_length]
-            rows.append(ids)
+            rows.append((prompt + answer)[:max_length])
             labels.append(([IGNORE] * len(prompt) + answer)[:max_length])
-    width = max(len(r) for r in rows)
+    return rows, labels
+
+
+def _pad(task: TaskData, rows: list, labels: list, tok, width: int) -> dict:
     ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for j, r in enumerate(rows):
@@ -49,6 +51,12 @@ def encode_batch(task: TaskData, idx: np.ndarray, tok, max_length: int) -> dict:
         for j, lab in enumerate(labels):
             target[j, : len(lab)] = torch.tensor(lab, dtype=torch.long)
     return {"input_ids": ids, "attention_mask": mask, "labels": target}
+
+
+def encode_batch(task: TaskData, idx: np.ndarray, tok, max_length: int) -> dict:
+    """Tokenise examples ``idx`` into right-padded tensors (labels included)."""
+    rows, labels = _tokenize(task, idx, tok, max_length)
+    return _pad(task, rows, labels, tok, max(len(r) for r in rows))
 
 
 def _batches(indices: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator):
@@ -80,24 +88,29 @@ def train_local(
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    batches = [
-        encode_batch(task, b, tok, max_length) for b in _batches(indices, batch_size, steps, rng)
-    ]
+    raw = [_tokenize(task, b, tok, max_length) for b in _batches(indices, batch_size, steps, rng)]
+    # One width for the whole round: every step has the same shapes, hence the same FLOPs,
+    # so counting the first step exactly (FlopCounterMode costs ~4x a step) counts them all.
+    width = max(len(r) for rows, _ in raw for r in rows)
+    batches = [_pad(task, rows, labels, tok, width) for rows, labels in raw]
     model.train()
     total = 0.0
     counter = FlopCounterMode(display=False)
     start = time.perf_counter()
-    with counter:
-        for batch in batches:
+    for step, batch in enumerate(batches):
+        with counter if step == 0 else contextlib.nullcontext():
             out = model(**batch)
             out.loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            total += float(out.loss.detach())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        total += float(out.loss.detach())
     seconds = time.perf_counter() - start
     model.eval()
     return TrainResult(
-        loss=total / steps, seconds=seconds, flops=int(counter.get_total_flops()), steps=steps
+        loss=total / steps,
+        seconds=seconds,
+        flops=int(counter.get_total_flops()) * steps,
+        steps=steps,
     )
 
 
