@@ -57,6 +57,14 @@ class RunConfig:
         "held-out share, fixed by seed, never seen by clients", default=0.2
     )
     num_examples: int = _help("size of the generated template-cls task", default=2000)
+    uplink_codec: str = _help(
+        'codec pipeline for client updates, e.g. "topk:0.01|q4|zstd:3"; "none" = raw fp32',
+        default="none",
+    )
+    downlink_codec: str = _help("codec pipeline for the broadcast adapter", default="none")
+    error_feedback: bool = _help(
+        "keep what the uplink codec dropped for the next round", default=True
+    )
     seed: int = _help("seeds data, base weights, sampling and training", default=0)
     out: str = _help('results directory; "" means runs/<timestamp>', default="")
     resume: bool = _help("continue the run in `out` from its last checkpoint", default=False)
@@ -101,6 +109,12 @@ class RunConfig:
                 path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
+        for key, spec in (
+            ("uplink-codec", self.uplink_codec),
+            ("downlink-codec", self.downlink_codec),
+        ):
+            _check_codec(key, spec)
+
     # ---- conversions ------------------------------------------------------------
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
@@ -135,6 +149,15 @@ class SimulationConfig:
 
     def to_mapping(self) -> dict[str, Any]:
         return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _check_codec(key: str, spec: str) -> None:
+    from .compression import build
+
+    try:
+        build(spec)
+    except ValueError as exc:
+        raise ConfigError(f"config key '{key}': {exc}") from None
 
 
 def _kebab(name: str) -> str:

@@ -1,8 +1,9 @@
-"""Flower ClientApp: receive the global adapter, train locally, reply with the adapter.
+"""Flower ClientApp: decode the downlink, train locally, encode the uplink.
 
-Nothing of a node lives in module globals (deployment starts a fresh process per
-message); what must persist across rounds belongs in ``Context.state``. The caches used
-below (task data, partitions) are pure functions of the run config, not node state.
+A node keeps what must persist across rounds in ``Context.state`` (its copy of the
+global adapter and its error-feedback residual), never in module globals: deployment
+starts a fresh process per message. The caches used below (task data, partitions) are
+pure functions of the run config, not node state.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from ..compression import ErrorFeedback, build
 from ..config import RunConfig
-from ..task.adapters import get_adapter, set_adapter
+from ..records import arrays_to_record
+from ..task.adapters import flatten, get_adapter, layout, set_adapter, unflatten
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
 from ..task.partition import partition_indices
 from ..task.train import train_local
+from ..transport import RESYNC, apply_downlink, digest
 
 app = ClientApp()
+STATE = "fedslim"  # Context.state key: ArrayRecord {"held", "residual"}
 
 
 def _node(context: Context) -> tuple[int, int]:
@@ -35,9 +40,9 @@ def _node(context: Context) -> tuple[int, int]:
 
 
 def step_seed(seed: int, server_round: int, partition_id: int) -> int:
-    """A training seed per (run seed, round, node): reproducible, uncorrelated."""
-    digest = hashlib.sha256(f"{seed}/{server_round}/{partition_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    """A seed per (run seed, round, node): reproducible, uncorrelated."""
+    digest_ = hashlib.sha256(f"{seed}/{server_round}/{partition_id}".encode()).digest()
+    return int.from_bytes(digest_[:4], "little")
 
 
 @app.query()
@@ -46,11 +51,25 @@ def query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"info": MetricRecord({"partition-id": pid})}), reply_to=msg)
 
 
+def _load_state(context: Context, initial: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if STATE not in context.state.array_records:
+        return initial, None
+    rec = context.state[STATE]
+    residual = rec["residual"].numpy() if "residual" in rec else None
+    return rec["held"].numpy(), residual
+
+
+def _save_state(context: Context, held: np.ndarray, residual: np.ndarray | None) -> None:
+    arrays = {"held": held} if residual is None else {"held": held, "residual": residual}
+    context.state[STATE] = arrays_to_record(arrays)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_mapping(context.run_config)
     pid, num_partitions = _node(context)
-    server_round = int(msg.content["config"]["server-round"])
+    down = msg.content["config"]
+    server_round = int(down["server-round"])
     task = load_task(
         cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
     )
@@ -68,8 +87,13 @@ def train(msg: Message, context: Context) -> Message:
             seed=cfg.seed,
         )
     )
-    incoming = msg.content["arrays"]
-    set_adapter(model, {k: a.numpy() for k, a in incoming.items()})
+    initial = get_adapter(model)
+    held, residual = _load_state(context, flatten(initial))
+    if digest(held) != down["base"]:
+        _save_state(context, flatten(initial), None)  # start over from g0, as will the server
+        raise RuntimeError(f"{RESYNC}: local copy differs from the server's; reset to g0")
+    held = apply_downlink(down["down"], str(down["down-mode"]), held)
+    set_adapter(model, unflatten(held, layout(initial)))
     result = train_local(
         model,
         task,
@@ -81,10 +105,13 @@ def train(msg: Message, context: Context) -> Message:
         max_length=cfg.max_length,
         seed=step_seed(cfg.seed, server_round, pid),
     )
-    adapter = get_adapter(model)
+    delta = (flatten(get_adapter(model)) - held).astype(np.float32)
+    ef = ErrorFeedback(build(cfg.uplink_codec), enabled=cfg.error_feedback)
+    blob, residual = ef.encode(delta, residual, seed=step_seed(cfg.seed + 1, server_round, pid))
+    _save_state(context, held, residual if cfg.error_feedback else None)
     reply = RecordDict(
         {
-            "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in adapter.items()}),
+            "config": ConfigRecord({"up": blob, "held": digest(held)}),
             "metrics": MetricRecord(
                 {
                     "num-examples": len(indices),

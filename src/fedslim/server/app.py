@@ -14,17 +14,19 @@ from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import RunConfig
+from ..strategies.compressed import Compressed
 from ..strategies.fedavg import AdapterFedAvg
-from ..task.adapters import get_adapter, layout, num_parameters, set_adapter
+from ..task.adapters import flatten, get_adapter, layout, num_parameters, set_adapter
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
 from ..task.train import evaluate
 from . import checkpoint, results
+from .rounds import play_round, round_row
 
 Reporter = Callable[[str, dict], None]  # (event, payload): "start" | "round" | "end"
 
@@ -92,14 +94,6 @@ def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
     return partitions
 
 
-def _to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
-
-
-def _from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
-    return {k: a.numpy() for k, a in record.items()}
-
-
 def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
     cfg = RunConfig.from_mapping(context.run_config)
     out = resolve_out(cfg)
@@ -108,7 +102,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     )
     model = build_model(model_spec(cfg, task.num_labels, task.kind))
     tok = build_tokenizer(cfg.model)
-    arrays = get_adapter(model)
+    initial = get_adapter(model)
+    arrays = initial
     history: dict = {"rounds": [], "clients": []}
     start_round = 0
     if cfg.resume:
@@ -136,49 +131,33 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
             "startup_s": time.monotonic() - t0,
         },
     )
-    strategy = AdapterFedAvg(
+    inner = AdapterFedAvg(partitions=partitions, seed=cfg.seed, fraction_train=cfg.fraction_train)
+    strategy = Compressed(
+        inner,
+        uplink=cfg.uplink_codec,
+        downlink=cfg.downlink_codec,
+        initial=flatten(initial),
+        layout=layout(initial),
         partitions=partitions,
-        layout=layout(arrays),
         seed=cfg.seed,
-        fraction_train=cfg.fraction_train,
     )
     if start_round == 0:
-        row = {
-            "round": 0,
-            **central_eval(arrays),
-            "uplink_bytes": 0,
-            "downlink_bytes": 0,
-            "clients": 0,
-            "dropped": 0,
-            "train_s": 0.0,
-            "wall_s": 0.0,
-        }
+        row = round_row(0, central_eval(arrays), [], 0.0, 0)
         history["rounds"].append(row)
         _persist(out, 0, arrays, cfg, history)
         report("round", row)
 
     for rnd in range(start_round + 1, cfg.num_server_rounds + 1):
-        t_round = time.monotonic()
-        messages = strategy.configure_train(rnd, _to_record(arrays), ConfigRecord(), grid)
-        replies = grid.send_and_receive(messages, timeout=3600)
-        new, _ = strategy.aggregate_train(rnd, replies)
-        ledger = strategy.ledger
+        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=3600)
         if new is None:
-            log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, len(ledger.dropped))
+            log(
+                WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, len(strategy.dropped)
+            )
         else:
-            arrays = _from_record(new)
-        row = {
-            "round": rnd,
-            **central_eval(arrays),
-            "uplink_bytes": sum(ledger.uplink.values()),
-            "downlink_bytes": sum(ledger.downlink.values()),
-            "clients": len(ledger.clients),
-            "dropped": len(ledger.dropped),
-            "train_s": max((c["train_s"] for c in ledger.clients), default=0.0),
-            "wall_s": time.monotonic() - t_round,
-        }
+            arrays = new
+        row = round_row(rnd, central_eval(arrays), rows, seconds, len(strategy.dropped))
         history["rounds"].append(row)
-        history["clients"].extend(ledger.clients)
+        history["clients"].extend(rows)
         _persist(out, rnd, arrays, cfg, history)
         report("round", row)
 

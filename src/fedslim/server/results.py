@@ -13,6 +13,8 @@ ROUND_FIELDS = (
     "loss",
     "uplink_bytes",
     "downlink_bytes",
+    "uplink_payload_bytes",
+    "downlink_payload_bytes",
     "clients",
     "dropped",
     "train_s",
@@ -21,12 +23,15 @@ ROUND_FIELDS = (
 CLIENT_FIELDS = (
     "round",
     "client",
+    "status",
     "num_examples",
     "train_loss",
     "train_s",
     "flops",
     "uplink_bytes",
     "downlink_bytes",
+    "uplink_payload_bytes",
+    "downlink_payload_bytes",
 )
 
 
@@ -55,6 +60,8 @@ def write_summary(out: Path, history: dict, config: dict, extra: dict) -> dict:
         "rounds": rounds[-1]["round"] if rounds else 0,
         "total_uplink_bytes": sum(r["uplink_bytes"] for r in rounds),
         "total_downlink_bytes": sum(r["downlink_bytes"] for r in rounds),
+        "total_uplink_payload_bytes": sum(r.get("uplink_payload_bytes", 0) for r in rounds),
+        "total_downlink_payload_bytes": sum(r.get("downlink_payload_bytes", 0) for r in rounds),
         **extra,
         "config": config,
     }

@@ -67,9 +67,17 @@ def _quiet() -> None:
 
 
 def simulate(
-    run: RunConfig, sim: SimulationConfig, *, report: Reporter, verbose: bool = False
+    run: RunConfig,
+    sim: SimulationConfig,
+    *,
+    report: Reporter,
+    verbose: bool = False,
+    client_app=None,
 ) -> dict:
-    """Run the federation to the end; returns the run summary. Raises on failure."""
+    """Run the federation to the end; returns the run summary. Raises on failure.
+
+    ``client_app`` replaces fedslim's ClientApp (e.g. ``client.faults.faulty_app``).
+    """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
     from flwr.app import Context, RecordDict
     from flwr.common.constant import SUPERLINK_NODE_ID
@@ -80,7 +88,7 @@ def simulate(
     from flwr.supercore.task_identity import TaskIdentity
     from flwr.supercore.telemetry import EventType
 
-    from ..client.app import app as client_app
+    from ..client.app import app as default_client
     from ..server.app import run_server
 
     summary: dict = {}
@@ -113,7 +121,7 @@ def simulate(
         _run_simulation(
             num_supernodes=sim.num_supernodes,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-            client_app=client_app,
+            client_app=client_app or default_client,
             server_app=server_app,
             backend_name="ray",
             backend_config=backend,

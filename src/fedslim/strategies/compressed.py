@@ -1,0 +1,157 @@
+"""Wrap any Flower strategy so every update crosses the network through a codec pipeline.
+
+Downlink: the inner strategy picks the nodes; each message then carries, instead of
+the adapter, a blob that turns what that node holds into the global adapter (see
+``fedslim.transport``). Nodes holding the same vector share one encoding.
+Uplink: each reply's blob is decoded and rebuilt into the client's local adapter before
+the inner strategy sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever
+handles plain arrays. A reply that fails to decode, is not finite or lacks what
+aggregation needs is dropped with a logged reason; the round goes on with the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from ..task.adapters import flatten, unflatten
+from ..records import arrays_to_record
+from ..transport import RESYNC, digest, make_downlink, reconstruct
+
+NEEDED_METRICS = ("num-examples", "train-loss", "train-s", "flops")
+
+
+class Compressed(Strategy):
+    def __init__(
+        self,
+        inner: Strategy,
+        *,
+        uplink: str,
+        downlink: str,
+        initial: np.ndarray,
+        layout: tuple,
+        partitions: dict[int, int],
+        seed: int,
+    ) -> None:
+        self.inner, self.uplink, self.downlink = inner, uplink, downlink
+        self.initial, self.layout, self.seed = initial, layout, seed
+        self.partitions = partitions  # node id -> partition id
+        self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
+        self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
+        self.dropped: dict[int, str] = {}  # node id -> reason, this round
+
+    def holds(self, partition: int) -> np.ndarray:
+        return self.held.get(partition, self.initial)
+
+    # ---- downlink -----------------------------------------------------------------
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self.pending, self.dropped = {}, {}
+        target = flatten({k: a.numpy() for k, a in arrays.items()})
+        by_base: dict[str, object] = {}
+        out = []
+        for msg in self.inner.configure_train(server_round, arrays, config, grid):
+            part = self.partitions[msg.metadata.dst_node_id]
+            held = self.holds(part)
+            base = digest(held)
+            if base not in by_base:  # one encoding per distinct held vector
+                by_base[base] = make_downlink(
+                    self.downlink, target, held, seed=_seed(self.seed, server_round, base)
+                )
+            down = by_base[base]
+            self.pending[part] = down.held
+            cfg = ConfigRecord(
+                {
+                    **dict(config),
+                    "server-round": server_round,
+                    "down": down.blob,
+                    "down-mode": down.mode,
+                    "base": down.base,
+                }
+            )
+            msg.content = RecordDict({"config": cfg})
+            out.append(msg)
+        return out
+
+    # ---- uplink -------------------------------------------------------------------
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        accepted = []
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            part = self.partitions.get(node)
+            try:
+                local = self._decode(msg, part)
+            except ValueError as exc:
+                self._drop(server_round, node, part, str(exc))
+                continue
+            self.held[part] = self.pending[part]
+            metrics = msg.content["metrics"]
+            msg.content = RecordDict(
+                {
+                    "arrays": arrays_to_record(unflatten(local, self.layout)),
+                    "metrics": MetricRecord(dict(metrics)),
+                }
+            )
+            accepted.append(msg)
+        if not accepted:
+            return None, None
+        return self.inner.aggregate_train(server_round, accepted)
+
+    def _decode(self, msg: Message, part: int | None) -> np.ndarray:
+        if part is None or part not in self.pending:
+            raise ValueError("reply from a node that was not asked this round")
+        if msg.has_error():
+            raise ValueError(f"client error: {msg.error.reason}")
+        content = msg.content
+        if "metrics" not in content.metric_records or "config" not in content.config_records:
+            raise ValueError("reply lacks its 'metrics' or 'config' record")
+        metrics, cfg = content["metrics"], content["config"]
+        missing = [k for k in NEEDED_METRICS if k not in metrics]
+        if missing:
+            raise ValueError(f"metrics lack {missing}")
+        if not (isinstance(metrics["num-examples"], int) and metrics["num-examples"] > 0):
+            raise ValueError("num-examples must be a positive integer")
+        if cfg.get("held") != digest(self.pending[part]):
+            raise ValueError("client trained from another adapter than the one sent")
+        blob = cfg.get("up")
+        if not isinstance(blob, bytes):
+            raise ValueError("reply carries no update blob")
+        local = reconstruct(blob, self.pending[part])
+        if not np.isfinite(local).all():
+            raise ValueError("update is not finite")
+        return local
+
+    def _drop(self, server_round: int, node: int, part: int | None, reason: str) -> None:
+        if RESYNC in reason and part is not None:
+            self.held.pop(part, None)  # the client reset itself to g0; so do we
+        self.dropped[node] = reason
+        log(
+            WARNING,
+            "round %d: dropped reply from client %s: %s",
+            server_round,
+            part if part is not None else f"node {node}",
+            reason,
+        )
+
+    # ---- everything else is the inner strategy's ----------------------------------
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return []
+
+    def aggregate_evaluate(self, server_round, replies):
+        return None
+
+    def summary(self) -> None:
+        self.inner.summary()
+
+
+def _seed(seed: int, server_round: int, base: str) -> int:
+    return (seed * 1_000_003 + server_round * 7919 + int(base[:8], 16)) % (2**31)
