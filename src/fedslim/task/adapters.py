@@ -14,7 +14,6 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 
-
 def get_adapter(model) -> OrderedDict[str, np.ndarray]:
     state = get_peft_model_state_dict(model)
     return OrderedDict((k, v.detach().cpu().float().numpy().copy()) for k, v in state.items())
