@@ -22,6 +22,10 @@ BAD = [  # (values, key named in the error)
     ({"model": "/no/such/model"}, "model"),
     ({"resume": "maybe"}, "resume"),
     ({"num-supernodes": "0"}, "num-supernodes"),
+    ({"target-accuracy": "1.5"}, "target-accuracy"),
+    ({"uplink-codec": "topk:0"}, "uplink-codec"),
+    ({"downlink-codec": "zstd|q4"}, "downlink-codec"),
+    ({"error-feedback": "sometimes"}, "error-feedback"),
 ]
 
 

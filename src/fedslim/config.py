@@ -65,6 +65,10 @@ class RunConfig:
     error_feedback: bool = _help(
         "keep what the uplink codec dropped for the next round", default=True
     )
+    target_accuracy: float = _help(
+        "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
+        default=0.0,
+    )
     seed: int = _help("seeds data, base weights, sampling and training", default=0)
     out: str = _help('results directory; "" means runs/<timestamp>', default="")
     resume: bool = _help("continue the run in `out` from its last checkpoint", default=False)
@@ -109,6 +113,7 @@ class RunConfig:
                 path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
+        _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
         for key, spec in (
             ("uplink-codec", self.uplink_codec),
             ("downlink-codec", self.downlink_codec),

@@ -31,13 +31,6 @@ def digest(vec: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(vec, np.float32).tobytes()).hexdigest()[:24]
 
 
-LOSSLESS_STAGES = {"zstd"}  # a user codec counts as lossy: correct, only not bit-exact
-
-
-def is_lossless(spec: str) -> bool:
-    return all(stage.split(":")[0] in LOSSLESS_STAGES for stage in build(spec).specs)
-
-
 @dataclass(frozen=True)
 class Downlink:
     blob: bytes
@@ -51,7 +44,7 @@ def make_downlink(spec: str, target: np.ndarray, held: np.ndarray, *, seed: int)
     if np.array_equal(target, held):
         return Downlink(b"", "keep", base, held)
     pipe = build(spec)
-    if is_lossless(spec):
+    if pipe.lossless:  # a user codec counts as lossy: correct, only not bit-exact
         blob, mode = pipe.encode(target, seed=seed), "full"
     else:
         blob, mode = pipe.encode((target - held).astype(np.float32), seed=seed), "delta"

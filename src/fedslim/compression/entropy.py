@@ -26,7 +26,7 @@ RAW, VARINT, BITMAP = 0, 1, 2  # table entry encodings
 _DTYPES = {
     code: np.dtype(s)
     for code, s in enumerate(
-        ["<f4", "<f2", "|u1", "<u2", "<u4", "<u8", "|i1", "<i2", "<i4", "<i8", "<f8", "|b1"], 1
+        ["<f4", "<f2", "|u1", "<u2", "<u4", "<u8", "|i1", "<i2", "<i4", "<i8", "<f8"], 1
     )
 }
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
@@ -224,7 +224,9 @@ def _unpack(buf: memoryview, n: int) -> dict[str, np.ndarray]:
     return packet
 
 
-def _array(name: str, dtype: np.dtype, enc: int, shape: tuple, data: np.ndarray, n: int):
+def _array(
+    name: str, dtype: np.dtype, enc: int, shape: tuple, data: np.ndarray, n: int
+) -> np.ndarray:
     if enc == RAW:
         if math.prod(shape) * dtype.itemsize != data.size:
             raise ValueError(f"array {name!r}: shape {shape} of {dtype} != {data.size} bytes")

@@ -160,6 +160,9 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         history["clients"].extend(rows)
         _persist(out, rnd, arrays, cfg, history)
         report("round", row)
+        if cfg.target_accuracy and row["accuracy"] >= cfg.target_accuracy:
+            log(INFO, "target accuracy %.4f reached in round %d", cfg.target_accuracy, rnd)
+            break
 
     summary = results.write_summary(
         out,
@@ -181,7 +184,7 @@ def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict) -> None
 
 # Keys that may change when resuming; any other change would make the result a
 # different experiment, so it is refused.
-RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out"}
+RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out", "target-accuracy"}
 
 
 def _check_resumable(saved: dict, cfg: RunConfig) -> None:

@@ -20,8 +20,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from ..task.adapters import flatten, unflatten
 from ..records import arrays_to_record
+from ..task.adapters import flatten, unflatten
 from ..transport import RESYNC, digest, make_downlink, reconstruct
 
 NEEDED_METRICS = ("num-examples", "train-loss", "train-s", "flops")

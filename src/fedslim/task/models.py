@@ -91,6 +91,7 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
+    hf_logging.disable_progress_bar()
     torch.manual_seed(spec.seed)
     if spec.model == "tiny":
         tok = HashTokenizer()
