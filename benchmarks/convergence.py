@@ -127,9 +127,10 @@ def main() -> None:
             results.setdefault(spec, []).append(
                 {"seed": seed, "target": target, "final": rows[-1]["accuracy"], "hit": hit}
             )
+            reached = f"round {hit['round']:.0f}" if hit else "missed"
             print(
                 f"[{time.perf_counter() - t0:6.0f}s] seed {seed} {spec:32s} target "
-                f"{target:.3f} -> {f"round {hit['round']:.0f}" if hit else 'missed'}",
+                f"{target:.3f} -> {reached}",
                 flush=True,
             )
     report(results, args.case, args.out / args.case / "summary.json")
