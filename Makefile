@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-convergence lint clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/codecs.py
 	$(BIN)/python benchmarks/overhead.py
+
+# slow: real federations per pipeline and seed (tiny ~15 min on 2 cores)
+bench-convergence: $(STAMP)
+	$(BIN)/python benchmarks/convergence.py --case tiny
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -65,6 +65,22 @@ class RunConfig:
     error_feedback: bool = _help(
         "keep what the uplink codec dropped for the next round", default=True
     )
+    strategy: str = _help(
+        "fedavg, ffa, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, krum",
+        default="fedavg",
+    )
+    server_lr: float = _help("server learning rate (0 = the strategy's default)", default=0.0)
+    server_momentum: float = _help("fedavgm server momentum", default=0.9)
+    proximal_mu: float = _help("fedprox proximal term weight on the clients", default=0.01)
+    trim_beta: float = _help("fedtrimmedavg: fraction cut at each end", default=0.2)
+    byzantine_clients: int = _help("krum: clients assumed malicious", default=0)
+    min_train_clients: int = _help("valid replies a round needs, else it is skipped", default=1)
+    round_timeout_s: float = _help(
+        "seconds to wait for replies; late ones are dropped", default=600.0
+    )
+    max_update_norm: float = _help(
+        "drop an update whose L2 norm exceeds this (0 = off)", default=0.0
+    )
     target_accuracy: float = _help(
         "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
         default=0.0,
@@ -113,6 +129,17 @@ class RunConfig:
                 path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
+        from .strategies.catalog import STRATEGIES
+
+        _check(self.strategy in STRATEGIES, "strategy", ", ".join(STRATEGIES), self.strategy)
+        _check(self.server_lr >= 0, "server-lr", "a float >= 0")
+        _check(0 <= self.server_momentum < 1, "server-momentum", "a float in [0, 1)")
+        _check(self.proximal_mu >= 0, "proximal-mu", "a float >= 0")
+        _check(0 <= self.trim_beta < 0.5, "trim-beta", "a float in [0, 0.5)")
+        _check(self.byzantine_clients >= 0, "byzantine-clients", "an integer >= 0")
+        _check(self.min_train_clients >= 1, "min-train-clients", "an integer >= 1")
+        _check(self.round_timeout_s > 0, "round-timeout-s", "a float > 0")
+        _check(self.max_update_norm >= 0, "max-update-norm", "a float >= 0 (0 = off)")
         _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
         for key, spec in (
             ("uplink-codec", self.uplink_codec),

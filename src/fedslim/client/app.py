@@ -76,17 +76,7 @@ def train(msg: Message, context: Context) -> Message:
     indices = partition_indices(
         task, cfg.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
-    model = build_model(
-        ModelSpec(
-            model=cfg.model,
-            kind=task.kind,
-            num_labels=task.num_labels,
-            lora_r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_targets=cfg.lora_targets,
-            seed=cfg.seed,
-        )
-    )
+    model = build_model(ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind))
     initial = get_adapter(model)
     held, residual = _load_state(context, flatten(initial))
     if digest(held) != down["base"]:
@@ -104,6 +94,7 @@ def train(msg: Message, context: Context) -> Message:
         lr=cfg.lr,
         max_length=cfg.max_length,
         seed=step_seed(cfg.seed, server_round, pid),
+        proximal_mu=float(down.get("proximal-mu", 0.0)),  # set by the fedprox strategy
     )
     delta = (flatten(get_adapter(model)) - held).astype(np.float32)
     ef = ErrorFeedback(build(cfg.uplink_codec), enabled=cfg.error_feedback)

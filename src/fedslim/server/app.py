@@ -19,8 +19,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import RunConfig
+from ..strategies import catalog
 from ..strategies.compressed import Compressed
-from ..strategies.fedavg import AdapterFedAvg
 from ..task.adapters import flatten, get_adapter, layout, num_parameters, set_adapter
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
@@ -56,15 +56,7 @@ def resolve_out(cfg: RunConfig) -> Path:
 
 
 def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
-    return ModelSpec(
-        model=cfg.model,
-        kind=kind,
-        num_labels=num_labels,
-        lora_r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_targets=cfg.lora_targets,
-        seed=cfg.seed,
-    )
+    return ModelSpec.from_config(cfg, num_labels=num_labels, kind=kind)
 
 
 def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
@@ -131,7 +123,14 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
             "startup_s": time.monotonic() - t0,
         },
     )
-    inner = AdapterFedAvg(partitions=partitions, seed=cfg.seed, fraction_train=cfg.fraction_train)
+    inner = catalog.make(
+        cfg.strategy,
+        partitions=partitions,
+        seed=cfg.seed,
+        fraction_train=cfg.fraction_train,
+        min_train_nodes=cfg.min_train_clients,
+        options=cfg.to_mapping(),
+    )
     strategy = Compressed(
         inner,
         uplink=cfg.uplink_codec,
@@ -140,6 +139,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         layout=layout(initial),
         partitions=partitions,
         seed=cfg.seed,
+        min_replies=cfg.min_train_clients,
+        max_norm=cfg.max_update_norm,
     )
     if start_round == 0:
         row = round_row(0, central_eval(arrays), [], 0.0, 0)
@@ -148,7 +149,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         report("round", row)
 
     for rnd in range(start_round + 1, cfg.num_server_rounds + 1):
-        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=3600)
+        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=cfg.round_timeout_s)
         if new is None:
             log(
                 WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, len(strategy.dropped)

@@ -100,7 +100,9 @@ def simulate(
 
     if not verbose:
         _quiet()
-    init_args = {"num_cpus": sim.num_cpus} if sim.num_cpus else {}
+    init_args: dict = {"include_dashboard": False}  # the dashboard costs seconds per start
+    if sim.num_cpus:
+        init_args["num_cpus"] = sim.num_cpus
     if not verbose:
         init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
     backend = {

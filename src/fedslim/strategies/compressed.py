@@ -38,7 +38,11 @@ class Compressed(Strategy):
         layout: tuple,
         partitions: dict[int, int],
         seed: int,
+        min_replies: int = 1,
+        max_norm: float = 0.0,
     ) -> None:
+        self.min_replies = min_replies  # fewer valid replies than this: the round is skipped
+        self.max_norm = max_norm  # an update (local - sent) longer than this is dropped
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         self.initial, self.layout, self.seed = initial, layout, seed
         self.partitions = partitions  # node id -> partition id
@@ -102,7 +106,14 @@ class Compressed(Strategy):
                 }
             )
             accepted.append(msg)
-        if not accepted:
+        if len(accepted) < self.min_replies:
+            log(
+                WARNING,
+                "round %d skipped: %d valid replies, min-train-clients is %d",
+                server_round,
+                len(accepted),
+                self.min_replies,
+            )
             return None, None
         return self.inner.aggregate_train(server_round, accepted)
 
@@ -128,6 +139,9 @@ class Compressed(Strategy):
         local = reconstruct(blob, self.pending[part])
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
+        norm = float(np.linalg.norm(local - self.pending[part]))
+        if self.max_norm and norm > self.max_norm:
+            raise ValueError(f"update norm {norm:.3g} exceeds max-update-norm {self.max_norm:g}")
         return local
 
     def _drop(self, server_round: int, node: int, part: int | None, reason: str) -> None:

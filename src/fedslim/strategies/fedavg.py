@@ -3,7 +3,9 @@
 Flower's FedAvg samples nodes with the global ``random`` module and averages replies in
 arrival order; both break "same seed, same result" and resume equivalence. This
 subclass samples by partition id from a generator seeded by (seed, round) and averages
-replies sorted by partition id.
+replies sorted by partition id. Flower's FedAvg family (FedAvgM, FedOpt, FedProx,
+FedMedian, ...) gets the same behaviour by putting this class under it in the MRO
+(see ``catalog.py``): their ``super()`` calls land here.
 """
 
 from __future__ import annotations
@@ -17,22 +19,8 @@ from flwr.serverapp.strategy import FedAvg
 
 
 class AdapterFedAvg(FedAvg):
-    def __init__(
-        self,
-        *,
-        partitions: dict[int, int],
-        seed: int,
-        fraction_train: float,
-        min_train_nodes: int = 1,
-    ) -> None:
-        super().__init__(
-            fraction_train=fraction_train,
-            fraction_evaluate=0.0,
-            min_train_nodes=min_train_nodes,
-            min_available_nodes=1,
-        )
-        self.partitions = dict(partitions)  # node id -> partition id
-        self.seed = seed
+    partitions: dict[int, int]  # node id -> partition id; set by catalog.make
+    seed: int = 0
 
     def sample(self, server_round: int) -> list[int]:
         """Nodes for this round: a seeded draw over partition ids, stable across runs."""

@@ -15,8 +15,14 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 
 def get_adapter(model) -> OrderedDict[str, np.ndarray]:
+    """The exchanged state: PEFT's adapter state minus what the model keeps frozen (FFA)."""
     state = get_peft_model_state_dict(model)
-    return OrderedDict((k, v.detach().cpu().float().numpy().copy()) for k, v in state.items())
+    skip = getattr(model, "exchange_excludes", ())
+    return OrderedDict(
+        (k, v.detach().cpu().float().numpy().copy())
+        for k, v in state.items()
+        if not any(s in k for s in skip)
+    )
 
 
 def set_adapter(model, arrays: dict[str, np.ndarray]) -> None:

@@ -73,6 +73,21 @@ class ModelSpec:
     lora_alpha: float
     lora_targets: str
     seed: int
+    freeze_a: bool = False  # FFA-LoRA: A stays at its seeded init and is not exchanged
+
+    @classmethod
+    def from_config(cls, cfg, *, num_labels: int, kind: str) -> ModelSpec:
+        """The spec every node derives from the run config (``fedslim.config.RunConfig``)."""
+        return cls(
+            model=cfg.model,
+            kind=kind,
+            num_labels=num_labels,
+            lora_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_targets=cfg.lora_targets,
+            seed=cfg.seed,
+            freeze_a=cfg.strategy == "ffa",
+        )
 
 
 def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
@@ -141,6 +156,12 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
     try:
         with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
             warnings.simplefilter("ignore", FutureWarning)
-            return get_peft_model(base, lora_config(spec))
+            model = get_peft_model(base, lora_config(spec))
     except ValueError as exc:  # e.g. target modules not found
         raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
+    if spec.freeze_a:
+        for name, param in model.named_parameters():
+            if "lora_A" in name:
+                param.requires_grad = False
+        model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
+    return model

@@ -80,8 +80,13 @@ def train_local(
     lr: float,
     max_length: int,
     seed: int,
+    proximal_mu: float = 0.0,
 ) -> TrainResult:
-    """Run ``steps`` AdamW steps on the trainable (adapter) parameters only."""
+    """Run ``steps`` AdamW steps on the trainable (adapter) parameters only.
+
+    ``proximal_mu > 0`` adds FedProx's ``mu/2 * ||w - w_start||^2``, which keeps a
+    client's adapter near the one it received when local data is skewed.
+    """
     if len(indices) == 0:
         raise ValueError("this node's partition is empty; use fewer nodes or partition=iid")
     torch.manual_seed(seed)
@@ -93,6 +98,7 @@ def train_local(
     # so counting the first step exactly (FlopCounterMode costs ~4x a step) counts them all.
     width = max(len(r) for rows, _ in raw for r in rows)
     batches = [_pad(task, rows, labels, tok, width) for rows, labels in raw]
+    anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
     model.train()
     total = 0.0
     counter = FlopCounterMode(display=False)
@@ -100,7 +106,11 @@ def train_local(
     for step, batch in enumerate(batches):
         with counter if step == 0 else contextlib.nullcontext():
             out = model(**batch)
-            out.loss.backward()
+            loss = out.loss
+            if anchor is not None:
+                drift = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
+                loss = loss + 0.5 * proximal_mu * drift
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         total += float(out.loss.detach())

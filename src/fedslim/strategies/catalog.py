@@ -1,0 +1,72 @@
+"""Strategy names -> Flower strategies with fedslim's deterministic sampling.
+
+Server optimizers and robust aggregators are Flower's own (FedAvgM, FedAdam, FedYogi,
+FedProx, FedMedian, FedTrimmedAvg, Krum): reused, never forked. They receive decoded
+adapter arrays from ``Compressed``, so their server state stays plain arrays.
+"""
+
+from __future__ import annotations
+
+from flwr.serverapp.strategy import (
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    Strategy,
+)
+
+from .fedavg import AdapterFedAvg
+
+# name -> (Flower class, how fedslim's options map to its constructor)
+STRATEGIES = {
+    "fedavg": (FedAvg, lambda o: {}),
+    "ffa": (FedAvg, lambda o: {}),  # FFA-LoRA: A frozen at its seeded init, only B travels
+    "fedavgm": (
+        FedAvgM,
+        lambda o: {
+            "server_learning_rate": o["server-lr"] or 1.0,
+            "server_momentum": o["server-momentum"],
+        },
+    ),
+    "fedadam": (FedAdam, lambda o: {"eta": o["server-lr"] or 1e-2, "eta_l": o["lr"]}),
+    "fedyogi": (FedYogi, lambda o: {"eta": o["server-lr"] or 1e-2, "eta_l": o["lr"]}),
+    "fedprox": (FedProx, lambda o: {"proximal_mu": o["proximal-mu"]}),
+    "fedmedian": (FedMedian, lambda o: {}),
+    "fedtrimmedavg": (FedTrimmedAvg, lambda o: {"beta": o["trim-beta"]}),
+    "krum": (Krum, lambda o: {"num_malicious_nodes": o["byzantine-clients"]}),
+}
+
+
+def make(
+    name: str,
+    *,
+    partitions: dict[int, int],
+    seed: int,
+    fraction_train: float,
+    min_train_nodes: int,
+    options: dict,
+) -> Strategy:
+    """Build strategy ``name``; ``options`` is the run config (kebab-case keys)."""
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"config key 'strategy': unknown {name!r}; accepted: {', '.join(STRATEGIES)}"
+        )
+    base, kwargs = STRATEGIES[name]
+    cls = (
+        AdapterFedAvg
+        if base is FedAvg
+        else type(f"Adapter{base.__name__}", (base, AdapterFedAvg), {"__module__": __name__})
+    )
+    strategy = cls(
+        fraction_train=fraction_train,
+        fraction_evaluate=0.0,
+        min_train_nodes=min_train_nodes,
+        min_available_nodes=1,
+        **kwargs(options),
+    )
+    strategy.partitions, strategy.seed = dict(partitions), seed
+    return strategy
