@@ -111,3 +111,52 @@ def test_sft_trains_on_response_tokens(tmp_path):
     )
     last = evaluate(model, task, tok, max_length=32)
     assert last["loss"] < first["loss"]
+
+
+def test_ffa_freezes_a_and_sends_about_half():
+    from fedslim.compression import encode
+    from fedslim.task.adapters import flatten
+
+    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
+    ffa = build_model(ModelSpec(**{**SPEC.__dict__, "freeze_a": True}))
+    a_before = {n: p.detach().clone() for n, p in ffa.named_parameters() if "lora_A" in n}
+    train_local(
+        ffa,
+        task,
+        task.train_idx,
+        build_tokenizer("tiny"),
+        steps=5,
+        batch_size=8,
+        lr=1e-2,
+        max_length=32,
+        seed=0,
+    )
+    assert all(torch.equal(p, a_before[n]) for n, p in ffa.named_parameters() if "lora_A" in n)
+    sent = get_adapter(ffa)
+    assert sent and not any("lora_A" in k for k in sent)
+    full = len(encode("none", flatten(get_adapter(build_model(SPEC)))))
+    assert 0.4 < len(encode("none", flatten(sent))) / full < 0.6
+
+
+def test_proximal_term_keeps_the_adapter_closer_to_where_it_started():
+    from fedslim.task.adapters import flatten
+
+    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
+    drift = {}
+    for mu in (0.0, 50.0):
+        model = build_model(SPEC)
+        start = flatten(get_adapter(model))
+        train_local(
+            model,
+            task,
+            task.train_idx,
+            build_tokenizer("tiny"),
+            steps=10,
+            batch_size=8,
+            lr=1e-2,
+            max_length=32,
+            seed=0,
+            proximal_mu=mu,
+        )
+        drift[mu] = np.linalg.norm(flatten(get_adapter(model)) - start)
+    assert drift[50.0] < drift[0.0]
