@@ -134,3 +134,67 @@ def test_fedprox_asks_clients_for_a_proximal_term():
     arrays = arrays_to_record({"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)})
     msgs = strategy.configure_train(1, arrays, ConfigRecord(), _Grid())
     assert all(m.content["config"]["proximal-mu"] > 0 for m in msgs)
+
+
+def test_exact_applies_the_weighted_mean_of_client_products():
+    """W0 + R + s B A after a round == before + weighted mean of s (B_i A_i - B0 A0)."""
+    rng = np.random.default_rng(3)
+    s = 2.0
+    a0 = rng.normal(size=(2, 3)).astype(np.float32)
+    glob = {
+        "m.lora_A.weight": a0,
+        "m.lora_B.weight": np.zeros((4, 2), np.float32),
+        "head": np.zeros(5, np.float32),
+        "residual:m": np.zeros((4, 3), np.float32),
+    }
+    layout = tuple((k, v.shape) for k, v in glob.items())
+    up = layout[:3]
+    parts = {101: 0, 202: 1}
+    inner = make(
+        "exact",
+        partitions=parts,
+        seed=0,
+        fraction_train=1.0,
+        min_train_nodes=1,
+        options=RunConfig().to_mapping(),
+    )
+    inner.modules = (("residual:m", "m.lora_A.weight", "m.lora_B.weight", s),)
+    flat0 = np.concatenate([v.ravel() for v in glob.values()])
+    strategy = Compressed(
+        inner,
+        uplink="none",
+        downlink="none",
+        initial=flat0,
+        layout=layout,
+        up_layout=up,
+        partitions=parts,
+        seed=0,
+    )
+    msgs = {
+        m.metadata.dst_node_id: m
+        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
+    }
+    locals_, weights, replies = {}, {101: 30, 202: 10}, []
+    for node in parts:
+        a = a0 + rng.normal(scale=0.5, size=a0.shape).astype(np.float32)
+        b = rng.normal(size=(4, 2)).astype(np.float32)
+        head = rng.normal(size=5).astype(np.float32)
+        locals_[node] = (a, b)
+        delta = np.concatenate([a.ravel(), b.ravel(), head]) - flat0[:19]
+        content = RecordDict(
+            {
+                "config": ConfigRecord(
+                    {"up": encode("none", delta), "held": digest(strategy.pending[parts[node]])}
+                ),
+                "metrics": MetricRecord(
+                    {"num-examples": weights[node], "train-loss": 1.0, "train-s": 0.1, "flops": 1}
+                ),
+            }
+        )
+        replies.append(Message(content, reply_to=msgs[node]))
+    new = record_to_arrays(strategy.aggregate_train(1, replies)[0])
+    applied = new["residual:m"] + s * new["m.lora_B.weight"] @ new["m.lora_A.weight"]
+    mean = sum(weights[n] * s * (b @ a) for n, (a, b) in locals_.items()) / 40
+    assert np.allclose(applied, mean, atol=1e-5)
+    naive = s * new["m.lora_B.weight"] @ new["m.lora_A.weight"]
+    assert not np.allclose(naive, mean, atol=1e-3)  # plain FedAvg of A and B is not exact

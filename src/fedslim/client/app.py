@@ -17,10 +17,11 @@ from flwr.clientapp import ClientApp
 from ..compression import ErrorFeedback, build
 from ..config import RunConfig
 from ..records import arrays_to_record
-from ..task.adapters import flatten, get_adapter, layout, set_adapter, unflatten
+from ..task.adapters import flatten, get_adapter, layout, unflatten
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
 from ..task.partition import partition_indices
+from ..task.residual import global_state, load_global
 from ..task.train import train_local
 from ..transport import RESYNC, apply_downlink, digest
 
@@ -77,13 +78,13 @@ def train(msg: Message, context: Context) -> Message:
         task, cfg.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
     model = build_model(ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind))
-    initial = get_adapter(model)
+    initial = global_state(model, exact=cfg.strategy == "exact")
     held, residual = _load_state(context, flatten(initial))
     if digest(held) != down["base"]:
         _save_state(context, flatten(initial), None)  # start over from g0, as will the server
         raise RuntimeError(f"{RESYNC}: local copy differs from the server's; reset to g0")
     held = apply_downlink(down["down"], str(down["down-mode"]), held)
-    set_adapter(model, unflatten(held, layout(initial)))
+    load_global(model, unflatten(held, layout(initial)))
     result = train_local(
         model,
         task,
@@ -96,7 +97,8 @@ def train(msg: Message, context: Context) -> Message:
         seed=step_seed(cfg.seed, server_round, pid),
         proximal_mu=float(down.get("proximal-mu", 0.0)),  # set by the fedprox strategy
     )
-    delta = (flatten(get_adapter(model)) - held).astype(np.float32)
+    trained = flatten(get_adapter(model))  # the adapter: the head of the global layout
+    delta = (trained - held[: trained.size]).astype(np.float32)
     ef = ErrorFeedback(build(cfg.uplink_codec), enabled=cfg.error_feedback)
     blob, residual = ef.encode(delta, residual, seed=step_seed(cfg.seed + 1, server_round, pid))
     _save_state(context, held, residual if cfg.error_feedback else None)

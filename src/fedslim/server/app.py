@@ -21,9 +21,10 @@ from flwr.serverapp import Grid, ServerApp
 from ..config import RunConfig
 from ..strategies import catalog
 from ..strategies.compressed import Compressed
-from ..task.adapters import flatten, get_adapter, layout, num_parameters, set_adapter
+from ..task.adapters import flatten, get_adapter, layout, num_parameters
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
+from ..task.residual import global_state, load_global, lora_modules
 from ..task.train import evaluate
 from . import checkpoint, results
 from .rounds import play_round, round_row
@@ -94,7 +95,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     )
     model = build_model(model_spec(cfg, task.num_labels, task.kind))
     tok = build_tokenizer(cfg.model)
-    initial = get_adapter(model)
+    exact = cfg.strategy == "exact"
+    initial = global_state(model, exact=exact)
     arrays = initial
     history: dict = {"rounds": [], "clients": []}
     start_round = 0
@@ -107,7 +109,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         log(INFO, "resuming from round %d in %s", start_round, out)
 
     def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
-        set_adapter(model, adapter)
+        load_global(model, adapter)
         return evaluate(model, task, tok, max_length=cfg.max_length)
 
     t0 = time.monotonic()
@@ -131,12 +133,15 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         min_train_nodes=cfg.min_train_clients,
         options=cfg.to_mapping(),
     )
+    if exact:
+        inner.modules = lora_modules(model)
     strategy = Compressed(
         inner,
         uplink=cfg.uplink_codec,
         downlink=cfg.downlink_codec,
         initial=flatten(initial),
         layout=layout(initial),
+        up_layout=layout(get_adapter(model)),
         partitions=partitions,
         seed=cfg.seed,
         min_replies=cfg.min_train_clients,

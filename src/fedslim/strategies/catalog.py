@@ -19,12 +19,14 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from .exact import ExactLoRA
 from .fedavg import AdapterFedAvg
 
 # name -> (Flower class, how fedslim's options map to its constructor)
 STRATEGIES = {
     "fedavg": (FedAvg, lambda o: {}),
     "ffa": (FedAvg, lambda o: {}),  # FFA-LoRA: A frozen at its seeded init, only B travels
+    "exact": (ExactLoRA, lambda o: {}),  # FedEx-LoRA residual: the exact mean of B_i A_i
     "fedavgm": (
         FedAvgM,
         lambda o: {
@@ -56,11 +58,12 @@ def make(
             f"config key 'strategy': unknown {name!r}; accepted: {', '.join(STRATEGIES)}"
         )
     base, kwargs = STRATEGIES[name]
-    cls = (
-        AdapterFedAvg
-        if base is FedAvg
-        else type(f"Adapter{base.__name__}", (base, AdapterFedAvg), {"__module__": __name__})
-    )
+    if base is FedAvg:
+        cls = AdapterFedAvg
+    elif issubclass(base, AdapterFedAvg):
+        cls = base  # fedslim's own, already deterministic
+    else:  # Flower's: put fedslim's sampling under it in the MRO
+        cls = type(f"Adapter{base.__name__}", (base, AdapterFedAvg), {"__module__": __name__})
     strategy = cls(
         fraction_train=fraction_train,
         fraction_evaluate=0.0,

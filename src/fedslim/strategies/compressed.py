@@ -36,6 +36,7 @@ class Compressed(Strategy):
         downlink: str,
         initial: np.ndarray,
         layout: tuple,
+        up_layout: tuple | None = None,
         partitions: dict[int, int],
         seed: int,
         min_replies: int = 1,
@@ -45,6 +46,10 @@ class Compressed(Strategy):
         self.max_norm = max_norm  # an update (local - sent) longer than this is dropped
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         self.initial, self.layout, self.seed = initial, layout, seed
+        # Clients send back the leading part of the global layout (all of it, except for
+        # exact aggregation, whose residuals only travel down).
+        self.up_layout = up_layout or layout
+        self.n_up = sum(int(np.prod(shape)) for _, shape in self.up_layout)
         self.partitions = partitions  # node id -> partition id
         self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
@@ -101,7 +106,7 @@ class Compressed(Strategy):
             metrics = msg.content["metrics"]
             msg.content = RecordDict(
                 {
-                    "arrays": arrays_to_record(unflatten(local, self.layout)),
+                    "arrays": arrays_to_record(unflatten(local, self.up_layout)),
                     "metrics": MetricRecord(dict(metrics)),
                 }
             )
@@ -136,10 +141,11 @@ class Compressed(Strategy):
         blob = cfg.get("up")
         if not isinstance(blob, bytes):
             raise ValueError("reply carries no update blob")
-        local = reconstruct(blob, self.pending[part])
+        start = self.pending[part][: self.n_up]
+        local = reconstruct(blob, start)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
-        norm = float(np.linalg.norm(local - self.pending[part]))
+        norm = float(np.linalg.norm(local - start))
         if self.max_norm and norm > self.max_norm:
             raise ValueError(f"update norm {norm:.3g} exceeds max-update-norm {self.max_norm:g}")
         return local
