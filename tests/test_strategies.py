@@ -10,6 +10,7 @@ from fedslim.config import RunConfig
 from fedslim.records import arrays_to_record, record_to_arrays
 from fedslim.strategies.catalog import STRATEGIES, make
 from fedslim.strategies.compressed import Compressed
+from fedslim.strategies.ranks import RankMap
 from fedslim.transport import digest
 
 LAYOUT = (("a", (4, 3)), ("b", (5,)))
@@ -32,12 +33,18 @@ def _strategy(name="fedavg", **kw):
     inner = make(
         name, partitions=PARTS, seed=0, fraction_train=1.0, min_train_nodes=1, options=opts
     )
+    views = RankMap(
+        layout=LAYOUT,
+        up_keys={k for k, _ in LAYOUT},
+        rank=8,
+        ranks={},
+        initials={8: np.zeros(N, np.float32)},
+    )
     return Compressed(
         inner,
         uplink=kw.pop("uplink", "none"),
         downlink="none",
-        initial=np.zeros(N, np.float32),
-        layout=LAYOUT,
+        views=views,
         partitions=PARTS,
         seed=0,
         **kw,
@@ -160,15 +167,11 @@ def test_exact_applies_the_weighted_mean_of_client_products():
     )
     inner.modules = (("residual:m", "m.lora_A.weight", "m.lora_B.weight", s),)
     flat0 = np.concatenate([v.ravel() for v in glob.values()])
+    views = RankMap(
+        layout=layout, up_keys={k for k, _ in up}, rank=2, ranks={}, initials={2: flat0}
+    )
     strategy = Compressed(
-        inner,
-        uplink="none",
-        downlink="none",
-        initial=flat0,
-        layout=layout,
-        up_layout=up,
-        partitions=parts,
-        seed=0,
+        inner, uplink="none", downlink="none", views=views, partitions=parts, seed=0
     )
     msgs = {
         m.metadata.dst_node_id: m
@@ -198,3 +201,73 @@ def test_exact_applies_the_weighted_mean_of_client_products():
     assert np.allclose(applied, mean, atol=1e-5)
     naive = s * new["m.lora_B.weight"] @ new["m.lora_A.weight"]
     assert not np.allclose(naive, mean, atol=1e-3)  # plain FedAvg of A and B is not exact
+
+
+def test_heterogeneous_ranks_round_trip_with_rank_aware_weights():
+    """Rank-2 and rank-4 clients: shared slices average over both, the rest over rank-4."""
+    rng = np.random.default_rng(4)
+    glob = {
+        "m.lora_A.weight": rng.normal(size=(4, 3)).astype(np.float32),
+        "m.lora_B.weight": rng.normal(size=(5, 4)).astype(np.float32),
+        "head": rng.normal(size=2).astype(np.float32),
+    }
+    layout = tuple((k, v.shape) for k, v in glob.items())
+    flat = np.concatenate([v.ravel() for v in glob.values()])
+    parts = {101: 0, 202: 1}
+    views = RankMap(
+        layout=layout,
+        up_keys=set(glob),
+        rank=4,
+        ranks={0: 2, 1: 4},
+        initials={2: views_init(glob, 2), 4: flat},
+    )
+    assert views.client_layout(2) == (
+        ("m.lora_A.weight", (2, 3)),
+        ("m.lora_B.weight", (5, 2)),
+        ("head", (2,)),
+    )
+    small = views.project(flat, 2)
+    assert np.array_equal(small[:6], glob["m.lora_A.weight"][:2].ravel())
+    inner = make(
+        "fedavg",
+        partitions=parts,
+        seed=0,
+        fraction_train=1.0,
+        min_train_nodes=1,
+        options=RunConfig().to_mapping(),
+    )
+    strategy = Compressed(
+        inner, uplink="none", downlink="none", views=views, partitions=parts, seed=0
+    )
+    msgs = {
+        m.metadata.dst_node_id: m
+        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
+    }
+    deltas = {101: np.ones(small.size, np.float32), 202: 3 * np.ones(flat.size, np.float32)}
+    weights = {101: 10, 202: 30}
+    replies = []
+    for node, delta in deltas.items():
+        held = strategy.pending[parts[node]]
+        assert held.size == delta.size  # each client received its own view
+        content = RecordDict(
+            {
+                "config": ConfigRecord({"up": encode("none", delta), "held": digest(held)}),
+                "metrics": MetricRecord(
+                    {"num-examples": weights[node], "train-loss": 1.0, "train-s": 0.1, "flops": 1}
+                ),
+            }
+        )
+        replies.append(Message(content, reply_to=msgs[node]))
+    new = record_to_arrays(strategy.aggregate_train(1, replies)[0])
+    a = new["m.lora_A.weight"] - glob["m.lora_A.weight"]
+    b = new["m.lora_B.weight"] - glob["m.lora_B.weight"]
+    assert np.allclose(a[:2], (10 * 1 + 30 * 3) / 40) and np.allclose(a[2:], 3)
+    assert np.allclose(b[:, :2], (10 * 1 + 30 * 3) / 40) and np.allclose(b[:, 2:], 3)
+    assert np.allclose(new["head"] - glob["head"], (10 * 1 + 30 * 3) / 40)
+
+
+def views_init(glob, r):
+    """A rank-r client's initial vector: here simply the global slice."""
+    return np.concatenate(
+        [glob["m.lora_A.weight"][:r].ravel(), glob["m.lora_B.weight"][:, :r].ravel(), glob["head"]]
+    )

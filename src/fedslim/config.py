@@ -52,6 +52,11 @@ class RunConfig:
         'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
         default="auto",
     )
+    lora_ranks: str = _help(
+        'heterogeneous ranks, e.g. "4,8": partition p trains ranks[p % len] (<= lora-r); '
+        '"" = everyone at lora-r',
+        default="",
+    )
     max_length: int = _help("tokens per example after truncation", default=64)
     eval_fraction: float = _help(
         "held-out share, fixed by seed, never seen by clients", default=0.2
@@ -140,12 +145,30 @@ class RunConfig:
         _check(self.min_train_clients >= 1, "min-train-clients", "an integer >= 1")
         _check(self.round_timeout_s > 0, "round-timeout-s", "a float > 0")
         _check(self.max_update_norm >= 0, "max-update-norm", "a float >= 0 (0 = off)")
+        from .strategies.ranks import parse_ranks
+
+        try:
+            hetero = parse_ranks(self.lora_ranks, self.lora_r) != [self.lora_r]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        _check(
+            not (hetero and self.strategy in ("exact", "ffa")),
+            "lora-ranks",
+            "uniform ranks with strategy exact or ffa (both need one shared A)",
+            self.lora_ranks,
+        )
         _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
         for key, spec in (
             ("uplink-codec", self.uplink_codec),
             ("downlink-codec", self.downlink_codec),
         ):
             _check_codec(key, spec)
+
+    def rank_of(self, partition: int) -> int:
+        from .strategies.ranks import parse_ranks
+
+        ranks = parse_ranks(self.lora_ranks, self.lora_r)
+        return ranks[partition % len(ranks)]
 
     # ---- conversions ------------------------------------------------------------
     @classmethod

@@ -77,7 +77,10 @@ def train(msg: Message, context: Context) -> Message:
     indices = partition_indices(
         task, cfg.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
-    model = build_model(ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind))
+    spec = ModelSpec.from_config(
+        cfg, num_labels=task.num_labels, kind=task.kind, rank=cfg.rank_of(pid)
+    )
+    model = build_model(spec)
     initial = global_state(model, exact=cfg.strategy == "exact")
     held, residual = _load_state(context, flatten(initial))
     if digest(held) != down["base"]:

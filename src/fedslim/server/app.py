@@ -21,6 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 from ..config import RunConfig
 from ..strategies import catalog
 from ..strategies.compressed import Compressed
+from ..strategies.ranks import RankMap
 from ..task.adapters import flatten, get_adapter, layout, num_parameters
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
@@ -139,9 +140,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         inner,
         uplink=cfg.uplink_codec,
         downlink=cfg.downlink_codec,
-        initial=flatten(initial),
-        layout=layout(initial),
-        up_layout=layout(get_adapter(model)),
+        views=_views(cfg, model, initial, task, partitions),
         partitions=partitions,
         seed=cfg.seed,
         min_replies=cfg.min_train_clients,
@@ -178,6 +177,22 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     )
     report("end", summary)
     return summary
+
+
+def _views(cfg: RunConfig, model, initial: dict, task, partitions: dict) -> RankMap:
+    """Each client's view of the global adapter: all of it, or its rank slice."""
+    ranks = {p: cfg.rank_of(p) for p in partitions.values()}
+    initials = {cfg.lora_r: flatten(initial)}
+    for r in sorted(set(ranks.values()) - {cfg.lora_r}):  # a node's own seeded init at rank r
+        spec = ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind, rank=r)
+        initials[r] = flatten(get_adapter(build_model(spec)))
+    return RankMap(
+        layout=layout(initial),
+        up_keys=set(get_adapter(model)),
+        rank=cfg.lora_r,
+        ranks=ranks,
+        initials=initials,
+    )
 
 
 def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict) -> None:

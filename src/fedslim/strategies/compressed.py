@@ -1,12 +1,13 @@
 """Wrap any Flower strategy so every update crosses the network through a codec pipeline.
 
 Downlink: the inner strategy picks the nodes; each message then carries, instead of
-the adapter, a blob that turns what that node holds into the global adapter (see
-``fedslim.transport``). Nodes holding the same vector share one encoding.
+the adapter, a blob that turns what that node holds into its view of the global adapter
+(see ``fedslim.transport``; a view is the whole adapter, or a rank slice of it, see
+``ranks.py``). Nodes holding the same vector share one encoding.
 Uplink: each reply's blob is decoded and rebuilt into the client's local adapter before
 the inner strategy sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever
-handles plain arrays. A reply that fails to decode, is not finite or lacks what
-aggregation needs is dropped with a logged reason; the round goes on with the rest.
+handles plain arrays. A reply that fails to decode, is not finite, is too large, or
+lacks what aggregation needs is dropped with a logged reason; the round goes on.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from ..records import arrays_to_record
-from ..task.adapters import flatten, unflatten
+from ..records import arrays_to_record, record_to_arrays
+from ..task.adapters import flatten
 from ..transport import RESYNC, digest, make_downlink, reconstruct
+from .ranks import RankMap
 
 NEEDED_METRICS = ("num-examples", "train-loss", "train-s", "flops")
 
@@ -34,47 +36,45 @@ class Compressed(Strategy):
         *,
         uplink: str,
         downlink: str,
-        initial: np.ndarray,
-        layout: tuple,
-        up_layout: tuple | None = None,
+        views: RankMap,
         partitions: dict[int, int],
         seed: int,
         min_replies: int = 1,
         max_norm: float = 0.0,
     ) -> None:
+        self.inner, self.uplink, self.downlink = inner, uplink, downlink
+        self.views, self.seed = views, seed
+        self.partitions = partitions  # node id -> partition id
         self.min_replies = min_replies  # fewer valid replies than this: the round is skipped
         self.max_norm = max_norm  # an update (local - sent) longer than this is dropped
-        self.inner, self.uplink, self.downlink = inner, uplink, downlink
-        self.initial, self.layout, self.seed = initial, layout, seed
-        # Clients send back the leading part of the global layout (all of it, except for
-        # exact aggregation, whose residuals only travel down).
-        self.up_layout = up_layout or layout
-        self.n_up = sum(int(np.prod(shape)) for _, shape in self.up_layout)
-        self.partitions = partitions  # node id -> partition id
         self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
         self.dropped: dict[int, str] = {}  # node id -> reason, this round
+        self.target = np.zeros(0, np.float32)  # this round's global vector
 
     def holds(self, partition: int) -> np.ndarray:
-        return self.held.get(partition, self.initial)
+        return self.held.get(partition, self.views.initials[self.views.of(partition)])
 
     # ---- downlink -----------------------------------------------------------------
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self.pending, self.dropped = {}, {}
-        target = flatten({k: a.numpy() for k, a in arrays.items()})
-        by_base: dict[str, object] = {}
+        self.target = flatten(record_to_arrays(arrays))
+        cache: dict[tuple[int, str], object] = {}
         out = []
         for msg in self.inner.configure_train(server_round, arrays, config, grid):
             part = self.partitions[msg.metadata.dst_node_id]
-            held = self.holds(part)
-            base = digest(held)
-            if base not in by_base:  # one encoding per distinct held vector
-                by_base[base] = make_downlink(
-                    self.downlink, target, held, seed=_seed(self.seed, server_round, base)
+            rank, held = self.views.of(part), self.holds(part)
+            key = (rank, digest(held))
+            if key not in cache:  # one encoding per (view, held vector)
+                cache[key] = make_downlink(
+                    self.downlink,
+                    self.views.project(self.target, rank),
+                    held,
+                    seed=_seed(self.seed, server_round, key[1]),
                 )
-            down = by_base[base]
+            down = cache[key]
             self.pending[part] = down.held
             cfg = ConfigRecord(
                 {
@@ -103,14 +103,7 @@ class Compressed(Strategy):
                 self._drop(server_round, node, part, str(exc))
                 continue
             self.held[part] = self.pending[part]
-            metrics = msg.content["metrics"]
-            msg.content = RecordDict(
-                {
-                    "arrays": arrays_to_record(unflatten(local, self.up_layout)),
-                    "metrics": MetricRecord(dict(metrics)),
-                }
-            )
-            accepted.append(msg)
+            accepted.append((msg, part, local))
         if len(accepted) < self.min_replies:
             log(
                 WARNING,
@@ -120,7 +113,17 @@ class Compressed(Strategy):
                 self.min_replies,
             )
             return None, None
-        return self.inner.aggregate_train(server_round, accepted)
+        merged = self.views.merge(
+            self.target,
+            [
+                (self.views.of(part), local, float(msg.content["metrics"]["num-examples"]))
+                for msg, part, local in accepted
+            ],
+        )
+        for (msg, _, _), arrays in zip(accepted, merged, strict=True):
+            metrics = MetricRecord(dict(msg.content["metrics"]))
+            msg.content = RecordDict({"arrays": arrays_to_record(arrays), "metrics": metrics})
+        return self.inner.aggregate_train(server_round, [msg for msg, _, _ in accepted])
 
     def _decode(self, msg: Message, part: int | None) -> np.ndarray:
         if part is None or part not in self.pending:
@@ -141,7 +144,11 @@ class Compressed(Strategy):
         blob = cfg.get("up")
         if not isinstance(blob, bytes):
             raise ValueError("reply carries no update blob")
-        start = self.pending[part][: self.n_up]
+        # clients send the leading (trainable) part of their view; residuals only go down
+        size = sum(
+            int(np.prod(s)) for _, s in self.views.client_layout(self.views.of(part), up=True)
+        )
+        start = self.pending[part][:size]
         local = reconstruct(blob, start)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")

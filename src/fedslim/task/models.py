@@ -76,14 +76,19 @@ class ModelSpec:
     freeze_a: bool = False  # FFA-LoRA: A stays at its seeded init and is not exchanged
 
     @classmethod
-    def from_config(cls, cfg, *, num_labels: int, kind: str) -> ModelSpec:
-        """The spec every node derives from the run config (``fedslim.config.RunConfig``)."""
+    def from_config(cls, cfg, *, num_labels: int, kind: str, rank: int | None = None) -> ModelSpec:
+        """The spec a node derives from the run config (``fedslim.config.RunConfig``).
+
+        ``rank`` below ``lora-r`` (heterogeneous ranks) scales alpha by ``rank / lora-r``
+        so LoRA's scaling, alpha / r, is the same on every node.
+        """
+        r = rank or cfg.lora_r
         return cls(
             model=cfg.model,
             kind=kind,
             num_labels=num_labels,
-            lora_r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
+            lora_r=r,
+            lora_alpha=cfg.lora_alpha * r / cfg.lora_r,
             lora_targets=cfg.lora_targets,
             seed=cfg.seed,
             freeze_a=cfg.strategy == "ffa",
