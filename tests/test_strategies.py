@@ -28,11 +28,27 @@ class _Grid:
         return list(PARTS)
 
 
-def _strategy(name="fedavg", **kw):
-    opts = RunConfig(strategy=name).to_mapping()
+def _compressed(name, parts, views, **kw):
     inner = make(
-        name, partitions=PARTS, seed=0, fraction_train=1.0, min_train_nodes=1, options=opts
+        name,
+        partitions=parts,
+        seed=0,
+        fraction_train=1.0,
+        min_train_nodes=1,
+        options=RunConfig(strategy=name).to_mapping(),
     )
+    return inner, Compressed(
+        inner,
+        uplink=kw.pop("uplink", "none"),
+        downlink="none",
+        views=views,
+        partitions=parts,
+        seed=0,
+        **kw,
+    )
+
+
+def _strategy(name="fedavg", **kw):
     views = RankMap(
         layout=LAYOUT,
         up_keys={k for k, _ in LAYOUT},
@@ -40,46 +56,46 @@ def _strategy(name="fedavg", **kw):
         ranks={},
         initials={8: np.zeros(N, np.float32)},
     )
-    return Compressed(
-        inner,
-        uplink=kw.pop("uplink", "none"),
-        downlink="none",
-        views=views,
-        partitions=PARTS,
-        seed=0,
-        **kw,
-    )
+    return _compressed(name, PARTS, views, **kw)[1]
 
 
-def _round(strategy, updates: dict[int, np.ndarray], rnd=1, examples=None):
-    """Configure a round, then answer it as clients would, with ``updates`` as deltas."""
-    arrays = arrays_to_record({"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)})
+def _play(strategy, glob, updates, weights=None, parts=PARTS):
+    """Configure a round from ``glob``, answer it as clients would, aggregate.
+
+    ``updates[node]`` is a delta (encoded with the uplink codec and error feedback) or
+    raw bytes (a hostile client's blob).
+    """
     msgs = {
         m.metadata.dst_node_id: m
-        for m in strategy.configure_train(rnd, arrays, ConfigRecord(), _Grid())
+        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
     }
     replies = []
     for node, delta in updates.items():
-        held = strategy.pending[PARTS[node]]
-        if isinstance(delta, bytes):  # a hostile client's raw blob
-            blob = delta
-        else:
-            blob, _ = ErrorFeedback(build(strategy.uplink)).encode(delta, None, seed=1)
+        held = strategy.pending[parts[node]]
+        blob = (
+            delta
+            if isinstance(delta, bytes)
+            else ErrorFeedback(build(strategy.uplink)).encode(delta, None, seed=1)[0]
+        )
+        metrics = {
+            "num-examples": (weights or {}).get(node, 10),
+            "train-loss": 1.0,
+            "train-s": 0.1,
+            "flops": 1,
+        }
         content = RecordDict(
             {
                 "config": ConfigRecord({"up": blob, "held": digest(held)}),
-                "metrics": MetricRecord(
-                    {
-                        "num-examples": (examples or {}).get(node, 10),
-                        "train-loss": 1.0,
-                        "train-s": 0.1,
-                        "flops": 1,
-                    }
-                ),
+                "metrics": MetricRecord(metrics),
             }
         )
         replies.append(Message(content, reply_to=msgs[node]))
-    return strategy.aggregate_train(rnd, replies)
+    return strategy.aggregate_train(1, replies)
+
+
+def _round(strategy, updates, examples=None):
+    glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
+    return _play(strategy, glob, updates, examples)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -157,45 +173,20 @@ def test_exact_applies_the_weighted_mean_of_client_products():
     layout = tuple((k, v.shape) for k, v in glob.items())
     up = layout[:3]
     parts = {101: 0, 202: 1}
-    inner = make(
-        "exact",
-        partitions=parts,
-        seed=0,
-        fraction_train=1.0,
-        min_train_nodes=1,
-        options=RunConfig().to_mapping(),
-    )
-    inner.modules = (("residual:m", "m.lora_A.weight", "m.lora_B.weight", s),)
     flat0 = np.concatenate([v.ravel() for v in glob.values()])
     views = RankMap(
         layout=layout, up_keys={k for k, _ in up}, rank=2, ranks={}, initials={2: flat0}
     )
-    strategy = Compressed(
-        inner, uplink="none", downlink="none", views=views, partitions=parts, seed=0
-    )
-    msgs = {
-        m.metadata.dst_node_id: m
-        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
-    }
-    locals_, weights, replies = {}, {101: 30, 202: 10}, []
+    inner, strategy = _compressed("exact", parts, views)
+    inner.modules = (("residual:m", "m.lora_A.weight", "m.lora_B.weight", s),)
+    locals_, weights, deltas = {}, {101: 30, 202: 10}, {}
     for node in parts:
         a = a0 + rng.normal(scale=0.5, size=a0.shape).astype(np.float32)
         b = rng.normal(size=(4, 2)).astype(np.float32)
         head = rng.normal(size=5).astype(np.float32)
         locals_[node] = (a, b)
-        delta = np.concatenate([a.ravel(), b.ravel(), head]) - flat0[:19]
-        content = RecordDict(
-            {
-                "config": ConfigRecord(
-                    {"up": encode("none", delta), "held": digest(strategy.pending[parts[node]])}
-                ),
-                "metrics": MetricRecord(
-                    {"num-examples": weights[node], "train-loss": 1.0, "train-s": 0.1, "flops": 1}
-                ),
-            }
-        )
-        replies.append(Message(content, reply_to=msgs[node]))
-    new = record_to_arrays(strategy.aggregate_train(1, replies)[0])
+        deltas[node] = np.concatenate([a.ravel(), b.ravel(), head]) - flat0[:19]
+    new = record_to_arrays(_play(strategy, glob, deltas, weights, parts)[0])
     applied = new["residual:m"] + s * new["m.lora_B.weight"] @ new["m.lora_A.weight"]
     mean = sum(weights[n] * s * (b @ a) for n, (a, b) in locals_.items()) / 40
     assert np.allclose(applied, mean, atol=1e-5)
@@ -228,37 +219,11 @@ def test_heterogeneous_ranks_round_trip_with_rank_aware_weights():
     )
     small = views.project(flat, 2)
     assert np.array_equal(small[:6], glob["m.lora_A.weight"][:2].ravel())
-    inner = make(
-        "fedavg",
-        partitions=parts,
-        seed=0,
-        fraction_train=1.0,
-        min_train_nodes=1,
-        options=RunConfig().to_mapping(),
-    )
-    strategy = Compressed(
-        inner, uplink="none", downlink="none", views=views, partitions=parts, seed=0
-    )
-    msgs = {
-        m.metadata.dst_node_id: m
-        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
-    }
+    _, strategy = _compressed("fedavg", parts, views)
     deltas = {101: np.ones(small.size, np.float32), 202: 3 * np.ones(flat.size, np.float32)}
-    weights = {101: 10, 202: 30}
-    replies = []
-    for node, delta in deltas.items():
-        held = strategy.pending[parts[node]]
-        assert held.size == delta.size  # each client received its own view
-        content = RecordDict(
-            {
-                "config": ConfigRecord({"up": encode("none", delta), "held": digest(held)}),
-                "metrics": MetricRecord(
-                    {"num-examples": weights[node], "train-loss": 1.0, "train-s": 0.1, "flops": 1}
-                ),
-            }
-        )
-        replies.append(Message(content, reply_to=msgs[node]))
-    new = record_to_arrays(strategy.aggregate_train(1, replies)[0])
+    new = record_to_arrays(_play(strategy, glob, deltas, {101: 10, 202: 30}, parts)[0])
+    sent = {node: strategy.pending[parts[node]].size for node in deltas}
+    assert sent == {node: d.size for node, d in deltas.items()}  # each got its own view
     a = new["m.lora_A.weight"] - glob["m.lora_A.weight"]
     b = new["m.lora_B.weight"] - glob["m.lora_B.weight"]
     assert np.allclose(a[:2], (10 * 1 + 30 * 3) / 40) and np.allclose(a[2:], 3)
