@@ -62,17 +62,29 @@ PIPELINES = [
 ]
 
 
+def parse_recipe(spec: str) -> tuple[str, str, dict]:
+    """``UP/DOWN[/key=value,...]`` -> codecs and run-config overrides (a training recipe)."""
+    up, down, *rest = spec.split("/")
+    extra = {}
+    for pair in filter(None, ",".join(rest).split(",")):
+        key, _, value = pair.partition("=")
+        extra[key.strip().replace("-", "_")] = value.strip()
+    return up, down, extra
+
+
 def run_once(
     base: dict, nodes: int, up: str, down: str, seed: int, rounds: int, target: float, out: Path
 ) -> list[dict]:
-    cfg = RunConfig(
-        **{**base, "num_server_rounds": rounds},
-        uplink_codec=up,
-        downlink_codec=down,
-        seed=seed,
-        target_accuracy=target,
-        out=str(out),
-    )
+    values = {
+        **base,
+        "num_server_rounds": rounds,
+        "uplink_codec": up,
+        "downlink_codec": down,
+        "seed": seed,
+        "target_accuracy": target,
+        "out": str(out),
+    }
+    cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
     simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
     with (out / "rounds.csv").open() as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
@@ -94,7 +106,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=sorted(CASES), default="tiny")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--pipelines", nargs="+", default=PIPELINES, help="UPLINK/DOWNLINK specs")
+    ap.add_argument(
+        "--pipelines",
+        nargs="+",
+        default=PIPELINES,
+        help="UPLINK/DOWNLINK[/key=value,...] (extra run-config keys: a recipe)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/bench-convergence"))
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
@@ -108,19 +125,21 @@ def main() -> None:
         )
         target = ref[-1]["accuracy"] - 0.01
         for spec in args.pipelines:
-            up, down = spec.split("/")
+            up, down, extra = parse_recipe(spec)
             rows = (
                 ref
                 if spec == "none/none"
                 else run_once(
-                    base,
+                    {**base, **extra},
                     nodes,
                     up,
                     down,
                     seed,
                     2 * rounds,
                     target,
-                    args.out / args.case / f"{spec.replace('|', '+').replace('/', '__')}-s{seed}",
+                    args.out
+                    / args.case
+                    / f"{spec.replace('|', '+').replace('/', '__').replace(',', '_')}-s{seed}",
                 )
             )
             hit = to_target(rows, target)
