@@ -85,9 +85,19 @@ def run_once(
         "out": str(out),
     }
     cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
-    simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
+    if not _done(out, cfg):  # a finished run with the same config is reused, not redone
+        simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
     with (out / "rounds.csv").open() as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _done(out: Path, cfg: RunConfig) -> bool:
+    try:
+        saved = json.loads((out / "summary.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    now = cfg.to_mapping()
+    return all(saved.get(k) == v for k, v in now.items() if k != "out")
 
 
 def to_target(rows: list[dict], target: float) -> dict | None:
