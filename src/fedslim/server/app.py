@@ -61,12 +61,18 @@ def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
     return ModelSpec.from_config(cfg, num_labels=num_labels, kind=kind)
 
 
-def discover_partitions(grid: Grid, *, wait_s: float = 120.0) -> dict[int, int]:
-    """Ask every connected node for its partition id (node ids are random per run)."""
+def discover_partitions(grid: Grid, *, min_nodes: int = 1, wait_s: float = 120.0) -> dict[int, int]:
+    """Ask every connected node for its partition id (node ids are random per run).
+
+    Waits until ``min_nodes`` are connected (SuperNodes of a deployment join over time).
+    """
     deadline = time.monotonic() + wait_s
-    while not (nodes := sorted(grid.get_node_ids())):
+    while len(nodes := sorted(grid.get_node_ids())) < min_nodes:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no node connected within {wait_s:.0f} s")
+            raise RuntimeError(
+                f"{len(nodes)} of {min_nodes} nodes connected within "
+                f"{wait_s:.0f} s (min-train-clients)"
+            )
         time.sleep(1.0)
     msgs = [
         Message(
@@ -114,7 +120,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         return evaluate(model, task, tok, max_length=cfg.max_length)
 
     t0 = time.monotonic()
-    partitions = discover_partitions(grid)
+    partitions = discover_partitions(grid, min_nodes=cfg.min_train_clients)
     report(
         "start",
         {
