@@ -236,3 +236,22 @@ def views_init(glob, r):
     return np.concatenate(
         [glob["m.lora_A.weight"][:r].ravel(), glob["m.lora_B.weight"][:, :r].ravel(), glob["head"]]
     )
+
+
+def test_a_client_that_lost_sync_is_reset_to_the_initial_adapter():
+    from flwr.app import Error
+
+    from fedslim.transport import RESYNC
+
+    strategy = _strategy(uplink="none")
+    _round(strategy, {101: np.ones(N, np.float32), 202: np.ones(N, np.float32)})
+    assert 0 in strategy.held  # confirmed: the server now tracks client 0's new copy
+    glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
+    msgs = strategy.configure_train(2, arrays_to_record(glob), ConfigRecord(), _Grid())
+    msg = next(m for m in msgs if m.metadata.dst_node_id == 101)
+    failed = Message(
+        Error(code=0, reason=f"RuntimeError: {RESYNC}: local copy differs"), reply_to=msg
+    )
+    strategy.aggregate_train(2, [failed])
+    assert 0 not in strategy.held  # both ends restart from the seeded initial adapter
+    assert RESYNC in strategy.dropped[101]
