@@ -122,7 +122,7 @@ def main() -> None:
         default=PIPELINES,
         help="UPLINK/DOWNLINK[/key=value,...] (extra run-config keys: a recipe)",
     )
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-convergence"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/convergence"))
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
     base = make_base()

@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), default="tiny")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-strategies"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/strategies"))
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
     base = make_base()
