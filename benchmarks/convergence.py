@@ -73,8 +73,18 @@ def parse_recipe(spec: str) -> tuple[str, str, dict]:
 
 
 def run_once(
-    base: dict, nodes: int, up: str, down: str, seed: int, rounds: int, target: float, out: Path
+    base: dict,
+    nodes: int,
+    up: str,
+    down: str,
+    seed: int,
+    rounds: int,
+    target: float,
+    out: Path,
+    *,
+    fresh: bool = False,
 ) -> list[dict]:
+    """One federation's rounds; a stored finished run with the same config is reused."""
     values = {
         **base,
         "num_server_rounds": rounds,
@@ -85,7 +95,7 @@ def run_once(
         "out": str(out),
     }
     cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
-    if not _done(out, cfg):  # a finished run with the same config is reused, not redone
+    if fresh or not _done(out, cfg):
         simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
     with (out / "rounds.csv").open() as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
@@ -123,6 +133,7 @@ def main() -> None:
         help="UPLINK/DOWNLINK[/key=value,...] (extra run-config keys: a recipe)",
     )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/convergence"))
+    ap.add_argument("--fresh", action="store_true", help="re-run even stored finished runs")
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
     base = make_base()
@@ -131,7 +142,15 @@ def main() -> None:
     t0 = time.perf_counter()
     for seed in args.seeds:
         ref = run_once(
-            base, nodes, "none", "none", seed, rounds, 0.0, args.out / args.case / f"ref-s{seed}"
+            base,
+            nodes,
+            "none",
+            "none",
+            seed,
+            rounds,
+            0.0,
+            args.out / args.case / f"ref-s{seed}",
+            fresh=args.fresh,
         )
         target = ref[-1]["accuracy"] - 0.01
         for spec in args.pipelines:
@@ -150,6 +169,7 @@ def main() -> None:
                     args.out
                     / args.case
                     / f"{spec.replace('|', '+').replace('/', '__').replace(',', '_')}-s{seed}",
+                    fresh=args.fresh,
                 )
             )
             hit = to_target(rows, target)

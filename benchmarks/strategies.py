@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/strategies"))
+    ap.add_argument("--fresh", action="store_true", help="re-run even stored finished runs")
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
     base = make_base()
@@ -47,7 +48,15 @@ def main() -> None:
             for seed in args.seeds:
                 out = args.out / args.case / f"{name}-{codec}-s{seed}"
                 rows = run_once(
-                    {**base, **STRATEGIES[name]}, nodes, up, down, seed, rounds, 0.0, out
+                    {**base, **STRATEGIES[name]},
+                    nodes,
+                    up,
+                    down,
+                    seed,
+                    rounds,
+                    0.0,
+                    out,
+                    fresh=args.fresh,
                 )
                 table.setdefault((name, codec), []).append(rows)
                 print(
