@@ -9,6 +9,24 @@ from fedslim.task.data import load_task
 from fedslim.task.models import ModelSpec, build_model, build_tokenizer
 from fedslim.task.train import evaluate, train_local
 
+
+def _train(model, *, steps: int, seed: int, **kw):
+    """Local training on the embedded task, as a client runs it (batch 8, lr 1e-2)."""
+    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
+    return train_local(
+        model,
+        task,
+        task.train_idx,
+        build_tokenizer("tiny"),
+        steps=steps,
+        batch_size=8,
+        lr=1e-2,
+        max_length=32,
+        seed=seed,
+        **kw,
+    )
+
+
 SPEC = ModelSpec(
     model="tiny", kind="cls", num_labels=4, lora_r=4, lora_alpha=8, lora_targets="auto", seed=0
 )
@@ -43,39 +61,17 @@ def test_local_training_moves_the_adapter_and_never_the_base():
 def test_counted_flops_equal_counting_every_step():
     from torch.utils.flop_counter import FlopCounterMode
 
-    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     model = build_model(SPEC)
     with FlopCounterMode(display=False) as outer:
-        res = train_local(
-            model,
-            task,
-            task.train_idx,
-            build_tokenizer("tiny"),
-            steps=4,
-            batch_size=8,
-            lr=1e-2,
-            max_length=32,
-            seed=2,
-        )
+        res = _train(model, steps=4, seed=2)
     assert res.flops == outer.get_total_flops() > 0
 
 
 def test_training_is_reproducible_for_a_seed():
-    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     runs = []
     for _ in range(2):
         model = build_model(SPEC)
-        train_local(
-            model,
-            task,
-            task.train_idx,
-            build_tokenizer("tiny"),
-            steps=3,
-            batch_size=8,
-            lr=1e-2,
-            max_length=32,
-            seed=5,
-        )
+        _train(model, steps=3, seed=5)
         runs.append(get_adapter(model))
     assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
 
@@ -117,20 +113,9 @@ def test_ffa_freezes_a_and_sends_about_half():
     from fedslim.compression import encode
     from fedslim.task.adapters import flatten
 
-    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     ffa = build_model(ModelSpec(**{**SPEC.__dict__, "freeze_a": True}))
     a_before = {n: p.detach().clone() for n, p in ffa.named_parameters() if "lora_A" in n}
-    train_local(
-        ffa,
-        task,
-        task.train_idx,
-        build_tokenizer("tiny"),
-        steps=5,
-        batch_size=8,
-        lr=1e-2,
-        max_length=32,
-        seed=0,
-    )
+    _train(ffa, steps=5, seed=0)
     assert all(torch.equal(p, a_before[n]) for n, p in ffa.named_parameters() if "lora_A" in n)
     sent = get_adapter(ffa)
     assert sent and not any("lora_A" in k for k in sent)
@@ -141,22 +126,10 @@ def test_ffa_freezes_a_and_sends_about_half():
 def test_proximal_term_keeps_the_adapter_closer_to_where_it_started():
     from fedslim.task.adapters import flatten
 
-    task = load_task("template-cls", seed=0, num_examples=400, eval_fraction=0.2)
     drift = {}
     for mu in (0.0, 50.0):
         model = build_model(SPEC)
         start = flatten(get_adapter(model))
-        train_local(
-            model,
-            task,
-            task.train_idx,
-            build_tokenizer("tiny"),
-            steps=10,
-            batch_size=8,
-            lr=1e-2,
-            max_length=32,
-            seed=0,
-            proximal_mu=mu,
-        )
+        _train(model, steps=10, seed=0, proximal_mu=mu)
         drift[mu] = np.linalg.norm(flatten(get_adapter(model)) - start)
     assert drift[50.0] < drift[0.0]
