@@ -11,6 +11,7 @@ import re
 import warnings
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -95,6 +96,7 @@ class ModelSpec:
         )
 
 
+@lru_cache(maxsize=4)  # a pure function of the path; HF tokenizers are slow to load
 def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
     return HashTokenizer() if model == "tiny" else HFTokenizer(model)
 
