@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 RECOMMENDED = "topk:0.05|q4|zstd:3"
 """The best measured bytes-to-accuracy uplink (``benchmarks/convergence.py``, WordNet +
-MiniLM, 8 clients, seed 0): with 40 local steps it reaches the target with 81x fewer
-uplink bytes on the wire, and with FFA-LoRA 139x (57x fewer in total). Few local steps
+MiniLM, 8 clients): with 40 local steps it reaches the target with 81x fewer uplink
+bytes on the wire (seed 0), and with FFA-LoRA 105x (mean of seeds 0 and 1; 41x fewer
+in total). Few local steps
 or a random base (the embedded tiny model) favour ``sign|zstd:3``. For size and speed
 alone, ``topk:0.01|q4|zstd:3`` is 250-370x smaller than fp32 and faster than zstd-3
 (``benchmarks/codecs.py``), but misses the accuracy target within 2x the rounds."""
