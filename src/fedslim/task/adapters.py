@@ -49,10 +49,6 @@ def layout(arrays: dict[str, np.ndarray]) -> tuple[tuple[str, tuple[int, ...]], 
     return tuple((k, tuple(v.shape)) for k, v in arrays.items())
 
 
-def layout_hash(arrays: dict[str, np.ndarray]) -> str:
-    return hashlib.sha256(repr(layout(arrays)).encode()).hexdigest()[:16]
-
-
 def num_parameters(arrays: dict[str, np.ndarray]) -> int:
     return int(sum(v.size for v in arrays.values()))
 
