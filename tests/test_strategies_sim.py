@@ -2,7 +2,9 @@
 
 import csv
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from fedslim.config import RunConfig, SimulationConfig
 from fedslim.simulations.run import simulate
@@ -41,3 +43,21 @@ def test_strategy_in_a_real_federation(tmp_path, overrides, check):
         assert by_client[0] < 0.8 * by_client[1]
     if check == "half-uplink":  # B and the head only: 4,608 of 8,704 values at rank 8
         assert all(int(r["uplink_payload_bytes"]) < 0.6 * 8704 for r in rows)
+
+
+def test_server_optimizer_resumes_exactly(tmp_path):
+    """Moments travel in the checkpoint: 1 round + resume equals 2 rounds straight."""
+    sim = SimulationConfig(num_supernodes=2, num_cpus=2)
+    cfg = RunConfig(num_examples=400, local_steps=5, seed=4, strategy="fedadam", server_lr=0.05)
+    straight = cfg.replace(out=str(tmp_path / "straight"), num_server_rounds=2)
+    simulate(straight, sim, report=lambda e, p: None)
+    first = cfg.replace(out=str(tmp_path / "resumed"), num_server_rounds=1)
+    simulate(first, sim, report=lambda e, p: None)
+    simulate(first.replace(num_server_rounds=2, resume=True), sim, report=lambda e, p: None)
+    a, b = (
+        load_file(str(tmp_path / d / "checkpoint" / "adapter.safetensors"))
+        for d in ("straight", "resumed")
+    )
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    state = load_file(str(tmp_path / "resumed" / "checkpoint" / "server.safetensors"))
+    assert state and all(k.split("/")[0] in {"m_t", "v_t"} for k in state)

@@ -22,6 +22,7 @@ from ..config import RunConfig
 from ..strategies import catalog
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
+from ..strategies.state import export_state, import_state
 from ..task.adapters import flatten, get_adapter, layout, num_parameters
 from ..task.data import load_task
 from ..task.models import ModelSpec, build_model, build_tokenizer
@@ -107,12 +108,14 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     arrays = initial
     history: dict = {"rounds": [], "clients": []}
     start_round = 0
+    server_state: dict[str, np.ndarray] = {}
     if cfg.resume:
         ckpt = checkpoint.load(out / "checkpoint")
         _check_resumable(ckpt.config, cfg)
         if layout(ckpt.adapter) != layout(arrays):
             raise ValueError("--resume: checkpointed adapter does not fit this model")
         arrays, history, start_round = ckpt.adapter, ckpt.history, ckpt.round
+        server_state = ckpt.server
         log(INFO, "resuming from round %d in %s", start_round, out)
 
     def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
@@ -142,6 +145,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     )
     if exact:
         inner.modules = lora_modules(model)
+    import_state(inner, server_state)
     strategy = Compressed(
         inner,
         uplink=cfg.uplink_codec,
@@ -155,7 +159,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     if start_round == 0:
         row = round_row(0, central_eval(arrays), [], 0.0, 0)
         history["rounds"].append(row)
-        _persist(out, 0, arrays, cfg, history)
+        _persist(out, 0, arrays, cfg, history, {})
         report("round", row)
 
     for rnd in range(start_round + 1, cfg.num_server_rounds + 1):
@@ -169,7 +173,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         row = round_row(rnd, central_eval(arrays), rows, seconds, len(strategy.dropped))
         history["rounds"].append(row)
         history["clients"].extend(rows)
-        _persist(out, rnd, arrays, cfg, history)
+        _persist(out, rnd, arrays, cfg, history, export_state(inner))
         report("round", row)
         if cfg.target_accuracy and row["accuracy"] >= cfg.target_accuracy:
             log(INFO, "target accuracy %.4f reached in round %d", cfg.target_accuracy, rnd)
@@ -201,12 +205,10 @@ def _views(cfg: RunConfig, model, initial: dict, task, partitions: dict) -> Rank
     )
 
 
-def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict) -> None:
+def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict, server: dict) -> None:
     results.write_tables(out, history)
-    checkpoint.save(
-        out / "checkpoint",
-        checkpoint.Checkpoint(round=rnd, adapter=arrays, config=cfg.to_mapping(), history=history),
-    )
+    ckpt = checkpoint.Checkpoint(rnd, arrays, cfg.to_mapping(), history, server)
+    checkpoint.save(out / "checkpoint", ckpt)
 
 
 # Keys that may change when resuming; any other change would make the result a

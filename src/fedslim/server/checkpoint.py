@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-ADAPTER, STATE = "adapter.safetensors", "state.json"
+ADAPTER, SERVER, STATE = "adapter.safetensors", "server.safetensors", "state.json"
 
 
 @dataclass
@@ -24,13 +24,15 @@ class Checkpoint:
     adapter: dict[str, np.ndarray]
     config: dict
     history: dict  # {"rounds": [...], "clients": [...]} rows written so far
+    server: dict[str, np.ndarray] = field(default_factory=dict)  # strategy state
 
 
 def save(directory: Path, ckpt: Checkpoint) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (ADAPTER + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in ckpt.adapter.items()}, str(tmp))
-    os.replace(tmp, directory / ADAPTER)
+    for name, tensors in ((ADAPTER, ckpt.adapter), (SERVER, ckpt.server)):
+        tmp = directory / (name + ".tmp")
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, directory / name)
     state = {
         "round": ckpt.round,
         "config": ckpt.config,
@@ -47,11 +49,16 @@ def load(directory: Path) -> Checkpoint:
     try:
         state = json.loads((directory / STATE).read_text(encoding="utf-8"))
         tensors = load_file(str(directory / ADAPTER))
+        server = load_file(str(directory / SERVER)) if (directory / SERVER).exists() else {}
     except FileNotFoundError:
         raise FileNotFoundError(f"--resume: no checkpoint in {directory}") from None
     except (ValueError, OSError) as exc:
         raise ValueError(f"--resume: checkpoint in {directory} is damaged: {exc}") from None
     adapter = {k: tensors[k] for k in state["order"]}
     return Checkpoint(
-        round=int(state["round"]), adapter=adapter, config=state["config"], history=state["history"]
+        round=int(state["round"]),
+        adapter=adapter,
+        config=state["config"],
+        history=state["history"],
+        server=server,
     )
