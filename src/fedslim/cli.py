@@ -79,22 +79,13 @@ def _human(n: float) -> str:
     return str(n)
 
 
-@cli.command()
-def simulate(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="TOML file of config keys")
-    ] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable")] = None,
-    out: Annotated[str | None, typer.Option("--out", help="results directory")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="continue from --out's checkpoint")
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", help="show Flower's and Ray's logs")
-    ] = False,
-) -> None:
-    """Run a federation on Flower's Simulation Engine and write results to --out."""
-    t0 = time.monotonic()
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of config keys")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable")]
+OutOpt = Annotated[str | None, typer.Option("--out", help="results directory")]
+
+
+def _configs(config: Path | None, set_: list[str] | None, out: str | None, resume: bool = False):
+    """The run and simulation configs from a TOML file and --set; a bad key exits with 2."""
     try:
         values = dict(load_toml(config)) if config else {}
         values |= parse_assignments(set_ or [])
@@ -110,7 +101,24 @@ def simulate(
         raise typer.Exit(2) from None
     from .server.app import resolve_out
 
-    run = run.replace(out=str(resolve_out(run)))
+    return run.replace(out=str(resolve_out(run))), sim
+
+
+@cli.command()
+def simulate(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from --out's checkpoint")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show Flower's and Ray's logs")
+    ] = False,
+) -> None:
+    """Run a federation on Flower's Simulation Engine and write results to --out."""
+    t0 = time.monotonic()
+    run, sim = _configs(config, set_, out, resume)
     from .simulations.run import simulate as run_simulation
 
     console.print(
@@ -135,11 +143,77 @@ def simulate(
     Console().print(_table(reporter.rows))
     rounds_s = sum(r["wall_s"] for r in reporter.rows)
     console.print(
-        f"final accuracy {summary['final_accuracy']:.4f} (round 0: "
-        f"{summary['initial_accuracy']:.4f}); uplink {_human(summary['total_uplink_bytes'])}, "
-        f"downlink {_human(summary['total_downlink_bytes'])}; wall {wall:.1f} s "
+        f"{_totals(summary)}; wall {wall:.1f} s "
         f"(setup+engine start {getattr(reporter, 'ready_s', 0.0):.1f} s, rounds {rounds_s:.1f} s)"
         f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json"
+    )
+
+
+def _totals(summary: dict) -> str:
+    return (
+        f"final accuracy {summary['final_accuracy']:.4f} (round 0: "
+        f"{summary['initial_accuracy']:.4f}); uplink {_human(summary['total_uplink_bytes'])}, "
+        f"downlink {_human(summary['total_downlink_bytes'])}"
+    )
+
+
+@cli.command()
+def deploy(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="plain text, no TLS")] = False,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
+    ] = Path("runs/deploy"),
+) -> None:
+    """Run the job on Flower's Deployment Engine, on this machine, over TLS.
+
+    A SuperLink and num-supernodes SuperNodes start on 127.0.0.1; the job is submitted
+    with `flwr run` and every process is stopped at the end.
+    """
+    t0 = time.monotonic()
+    run, sim = _configs(config, set_, out)
+    from .deploy.local import LocalDeployment
+
+    console.print(
+        f"fedslim: SuperLink + {sim.num_supernodes} SuperNodes on 127.0.0.1 "
+        f"({'insecure' if insecure else 'TLS'}), {run.num_server_rounds} rounds -> {run.out}"
+        f"\nprocess logs: {workdir}/*.log"
+    )
+    try:
+        with LocalDeployment(workdir, sim.num_supernodes, tls=not insecure) as local:
+            console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
+            summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
+    except Exception as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"{_totals(summary)}; wall {time.monotonic() - t0:.1f} s"
+        f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json"
+    )
+
+
+@cli.command()
+def certs(
+    out: Annotated[Path, typer.Option("--out", help="directory for the files")],
+    host: Annotated[
+        list[str], typer.Option("--host", help="name or IP the SuperNodes dial, repeatable")
+    ],
+    days: Annotated[int, typer.Option("--days", help="validity")] = 365,
+) -> None:
+    """Write a CA and a SuperLink certificate for a TLS deployment."""
+    from .deploy.certs import make_certs
+
+    try:
+        files = make_certs(out, host, days=days)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"SuperLink:  flower-superlink {' '.join(files.superlink_args())}\n"
+        f"SuperNodes: flower-supernode --root-certificates {files.ca} ...\n"
+        f"keep {files.ca_key} off the devices: it signs server certificates"
     )
 
 

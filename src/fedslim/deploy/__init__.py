@@ -1,0 +1,1 @@
+"""Deployment helpers: TLS material and local Deployment Engine processes."""
