@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -97,11 +97,15 @@ def _configs(config: Path | None, set_: list[str] | None, out: str | None, resum
                 raise ConfigError("--resume needs --out DIR (the run to continue)")
         run, sim = split_config(values)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail(exc, 2)
     from .server.app import resolve_out
 
     return run.replace(out=str(resolve_out(run))), sim
+
+
+def _fail(exc: Exception, code: int) -> NoReturn:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(code) from None
 
 
 @cli.command()
@@ -137,8 +141,7 @@ def simulate(
         try:
             summary = run_simulation(run, sim, report=reporter, verbose=verbose)
         except Exception as exc:  # the run failed: say why, keep what was written
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+            _fail(exc, 1)
     wall = time.monotonic() - t0
     Console().print(_table(reporter.rows))
     rounds_s = sum(r["wall_s"] for r in reporter.rows)
@@ -186,8 +189,7 @@ def deploy(
             console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
             summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
     except Exception as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        _fail(exc, 1)
     console.print(
         f"{_totals(summary)}; wall {time.monotonic() - t0:.1f} s"
         f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json"
@@ -208,8 +210,7 @@ def certs(
     try:
         files = make_certs(out, host, days=days)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail(exc, 2)
     console.print(
         f"SuperLink:  flower-superlink {' '.join(files.superlink_args())}\n"
         f"SuperNodes: flower-supernode --root-certificates {files.ca} ...\n"
