@@ -8,6 +8,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from fedslim.client.app import STATE, train
 from fedslim.compression import decode
 from fedslim.config import RunConfig
+from fedslim.records import wire_bytes
 from fedslim.transport import RESYNC, digest
 
 
@@ -46,6 +47,9 @@ def test_first_contact_needs_no_download_and_state_persists():
     assert update.shape == g0.shape and np.abs(update).sum() > 0
     state = ctx.state[STATE]
     assert np.array_equal(state["held"].numpy(), g0) and "residual" in state
+    # one record carries blob, digest and metrics: Flower's framing stays under 500 bytes
+    assert set(reply.content.keys()) == {"config"}
+    assert wire_bytes(reply) - len(reply.content["config"]["up"]) < 500
 
 
 def test_a_diverged_copy_resets_to_g0_and_says_so():

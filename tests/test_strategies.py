@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim.compression import ErrorFeedback, build, encode
@@ -85,10 +85,7 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS):
             "flops": 1,
         }
         content = RecordDict(
-            {
-                "config": ConfigRecord({"up": blob, "held": digest(held)}),
-                "metrics": MetricRecord(metrics),
-            }
+            {"config": ConfigRecord({"up": blob, "held": digest(held), **metrics})}
         )
         replies.append(Message(content, reply_to=msgs[node]))
     return strategy.aggregate_train(1, replies)

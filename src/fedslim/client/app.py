@@ -105,17 +105,16 @@ def train(msg: Message, context: Context) -> Message:
     ef = ErrorFeedback(build(cfg.uplink_codec), enabled=cfg.error_feedback)
     blob, residual = ef.encode(delta, residual, seed=step_seed(cfg.seed + 1, server_round, pid))
     _save_state(context, held, residual if cfg.error_feedback else None)
-    reply = RecordDict(
+    # One record, metrics included: each record costs ~170 framing bytes per message,
+    # 7% of a compressed MiniLM update.
+    reply = ConfigRecord(
         {
-            "config": ConfigRecord({"up": blob, "held": digest(held)}),
-            "metrics": MetricRecord(
-                {
-                    "num-examples": len(indices),
-                    "train-loss": result.loss,
-                    "train-s": result.seconds,
-                    "flops": result.flops,
-                }
-            ),
+            "up": blob,
+            "held": digest(held),
+            "num-examples": len(indices),
+            "train-loss": result.loss,
+            "train-s": result.seconds,
+            "flops": result.flops,
         }
     )
-    return Message(reply, reply_to=msg)
+    return Message(RecordDict({"config": reply}), reply_to=msg)

@@ -8,7 +8,7 @@ the real client's reply, so everything else about the client stays genuine.
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from ..compression import decode, encode
@@ -19,7 +19,7 @@ KINDS = ("garbage", "truncate", "bitflip", "nan", "huge", "wrong-size", "no-metr
 
 def _break(kind: str, msg: Message, reply: Message, rng: np.random.Generator) -> Message:
     content = reply.content
-    cfg, metrics = content["config"], content["metrics"]
+    cfg = content["config"]
     blob = cfg["up"]
     n = decode(blob, max_elements=1 << 30).size
     if kind == "garbage":
@@ -37,10 +37,9 @@ def _break(kind: str, msg: Message, reply: Message, rng: np.random.Generator) ->
     elif kind == "wrong-size":
         cfg["up"] = encode("none", np.zeros(n + 7, np.float32))
     elif kind == "no-metrics":
-        return Message(RecordDict({"config": ConfigRecord(dict(cfg))}), reply_to=msg)
-    return Message(
-        RecordDict({"config": cfg, "metrics": MetricRecord(dict(metrics))}), reply_to=msg
-    )
+        kept = {k: cfg[k] for k in ("up", "held")}
+        return Message(RecordDict({"config": ConfigRecord(kept)}), reply_to=msg)
+    return Message(RecordDict({"config": cfg}), reply_to=msg)
 
 
 def faulty_app(faults: dict[int, str]) -> ClientApp:

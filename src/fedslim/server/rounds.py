@@ -22,7 +22,7 @@ def _payload(msg: Message, key: str) -> int:
 
 def _metric(msg: Message, key: str, default):
     try:
-        return msg.content["metrics"][key]
+        return msg.content["config"][key]
     except (KeyError, ValueError, AttributeError):
         return default
 

@@ -116,12 +116,12 @@ class Compressed(Strategy):
         merged = self.views.merge(
             self.target,
             [
-                (self.views.of(part), local, float(msg.content["metrics"]["num-examples"]))
+                (self.views.of(part), local, float(msg.content["config"]["num-examples"]))
                 for msg, part, local in accepted
             ],
         )
         for (msg, _, _), arrays in zip(accepted, merged, strict=True):
-            metrics = MetricRecord(dict(msg.content["metrics"]))
+            metrics = MetricRecord({k: msg.content["config"][k] for k in NEEDED_METRICS})
             msg.content = RecordDict({"arrays": arrays_to_record(arrays), "metrics": metrics})
         return self.inner.aggregate_train(server_round, [msg for msg, _, _ in accepted])
 
@@ -131,13 +131,15 @@ class Compressed(Strategy):
         if msg.has_error():
             raise ValueError(f"client error: {msg.error.reason}")
         content = msg.content
-        if "metrics" not in content.metric_records or "config" not in content.config_records:
-            raise ValueError("reply lacks its 'metrics' or 'config' record")
-        metrics, cfg = content["metrics"], content["config"]
-        missing = [k for k in NEEDED_METRICS if k not in metrics]
+        if "config" not in content.config_records:
+            raise ValueError("reply lacks its 'config' record")
+        cfg = content["config"]
+        missing = [k for k in NEEDED_METRICS if k not in cfg]
         if missing:
             raise ValueError(f"metrics lack {missing}")
-        if not (isinstance(metrics["num-examples"], int) and metrics["num-examples"] > 0):
+        if any(not isinstance(cfg[k], int | float) for k in NEEDED_METRICS):
+            raise ValueError("metrics must be numbers")
+        if not (isinstance(cfg["num-examples"], int) and cfg["num-examples"] > 0):
             raise ValueError("num-examples must be a positive integer")
         if cfg.get("held") != digest(self.pending[part]):
             raise ValueError("client trained from another adapter than the one sent")
