@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
 RECOMMENDED = "topk:0.05|q4|zstd:3"
 """The best measured bytes-to-accuracy uplink (``benchmarks/convergence.py``, WordNet +
-MiniLM, 8 clients): with 40 local steps it reaches the target with 81x fewer uplink
-bytes on the wire (seed 0), and with FFA-LoRA 105x (mean of seeds 0 and 1; 41x fewer
-in total). Few local steps
-or a random base (the embedded tiny model) favour ``sign|zstd:3``. For size and speed
-alone, ``topk:0.01|q4|zstd:3`` is 250-370x smaller than fp32 and faster than zstd-3
+MiniLM, 8 clients, 3 seeds): with FFA-LoRA, 40 local steps and ``q4|zstd:3`` down it
+reaches each seed's target with 103.7x fewer uplink bytes on the wire than fp32 (mean
+bytes-to-target; 123x payload) and 38x fewer in total. Few local steps or a random base
+(the embedded tiny model) favour ``sign|zstd:3``. For size and speed alone,
+``topk:0.01|q4|zstd:3`` is 250-370x smaller than fp32 and faster than zstd-3
 (``benchmarks/codecs.py``), but misses the accuracy target within 2x the rounds."""
 
 _ALIASES = {"none": "none", "recommended": RECOMMENDED}
