@@ -8,6 +8,7 @@ addresses differ. Every process is stopped on exit, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -85,14 +86,13 @@ class LocalDeployment:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            _signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _signal(proc, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
 
@@ -170,6 +170,12 @@ class LocalDeployment:
         if proc.returncode != 0 or not summary.exists() or summary.stat().st_mtime < started:
             raise RuntimeError(f"flwr run failed (exit {proc.returncode}):\n{''.join(lines[-40:])}")
         return json.loads(summary.read_text(encoding="utf-8"))
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the process's whole group; one that already exited is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def _fresh(directory: Path) -> Path:
