@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), default="tiny")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--codecs", nargs="+", choices=list(CODECS), default=list(CODECS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/strategies"))
     ap.add_argument("--fresh", action="store_true", help="re-run even stored finished runs")
     args = ap.parse_args()
@@ -44,7 +45,8 @@ def main() -> None:
     t0 = time.perf_counter()
     table: dict[tuple[str, str], list[list[dict]]] = {}
     for name in args.strategies:
-        for codec, (up, down) in CODECS.items():
+        for codec in args.codecs:
+            up, down = CODECS[codec]
             for seed in args.seeds:
                 out = args.out / args.case / f"{name}-{codec}-s{seed}"
                 rows = run_once(

@@ -26,6 +26,11 @@ BAD = [  # (values, key named in the error)
     ({"uplink-codec": "topk:0"}, "uplink-codec"),
     ({"downlink-codec": "zstd|q4"}, "downlink-codec"),
     ({"error-feedback": "sometimes"}, "error-feedback"),
+    ({"strategy": "fedavg", "server-lr": "0.1"}, "server-lr"),  # ignored by fedavg
+    ({"strategy": "fedadam", "proximal-mu": "0.1"}, "proximal-mu"),
+    ({"strategy": "krum", "byzantine-clients": "1"}, "min-train-clients"),
+    ({"strategy": "fedmedian", "lora-ranks": "4,8"}, "lora-ranks"),
+    ({"strategy": "exact", "lora-ranks": "4,8"}, "lora-ranks"),
 ]
 
 

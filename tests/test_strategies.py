@@ -41,7 +41,7 @@ def _compressed(name, parts, views, **kw):
     return inner, Compressed(
         inner,
         uplink=kw.pop("uplink", "none"),
-        downlink="none",
+        downlink=kw.pop("downlink", "none"),
         views=views,
         partitions=parts,
         seed=0,
@@ -60,11 +60,12 @@ def _strategy(name="fedavg", **kw):
     return _compressed(name, PARTS, views, **kw)[1]
 
 
-def _play(strategy, glob, updates, weights=None, parts=PARTS):
+def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twice=()):
     """Configure a round from ``glob``, answer it as clients would, aggregate.
 
     ``updates[node]`` is a delta (encoded with the uplink codec and error feedback) or
-    raw bytes (a hostile client's blob).
+    raw bytes (a hostile client's blob); ``metrics[node]`` overrides reply metrics, and
+    nodes in ``twice`` reply twice.
     """
     msgs = {
         m.metadata.dst_node_id: m
@@ -78,16 +79,17 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS):
             if isinstance(delta, bytes)
             else ErrorFeedback(build(strategy.uplink)).encode(delta, None, seed=1)[0]
         )
-        metrics = {
+        values = {
             "num-examples": (weights or {}).get(node, 10),
             "train-loss": 1.0,
             "train-s": 0.1,
             "flops": 1,
+            **(metrics or {}).get(node, {}),
         }
         content = RecordDict(
-            {"config": ConfigRecord({"up": blob, "held": digest(held), **metrics})}
+            {"config": ConfigRecord({"up": blob, "held": digest(held), **values})}
         )
-        replies.append(Message(content, reply_to=msgs[node]))
+        replies += [Message(content, reply_to=msgs[node])] * (2 if node in twice else 1)
     return strategy.aggregate_train(1, replies)
 
 
@@ -142,6 +144,50 @@ def test_hostile_updates_are_dropped_and_the_round_goes_on(delta, reason):
     assert arrays is not None
     assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 1)
     assert reason.lower() in strategy.dropped[202].lower()
+
+
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [
+        ({"train-loss": True}, "numbers"),  # a bool passes isinstance(int) yet breaks records
+        ({"num-examples": True}, "numbers"),
+        ({"num-examples": 2.5}, "positive integer"),
+        ({"train-loss": float("nan")}, "finite"),
+    ],
+)
+def test_hostile_metrics_are_dropped_and_the_round_goes_on(metrics, reason):
+    strategy = _strategy()
+    updates = {101: np.ones(N, np.float32), 202: 5 * np.ones(N, np.float32)}
+    arrays, _ = _play(strategy, _glob(), updates, metrics={202: metrics})
+    assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 1)
+    assert reason in strategy.dropped[202]
+    assert 1 in strategy.held  # it provably holds what was sent: no resync next round
+
+
+def test_a_second_reply_from_one_node_is_dropped():
+    strategy = _strategy()
+    updates = {101: np.ones(N, np.float32), 202: 4 * np.ones(N, np.float32)}
+    arrays, _ = _play(strategy, _glob(), updates, twice={202})
+    assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 2.5)
+    assert "second reply" in strategy.dropped[202]
+
+
+@pytest.mark.parametrize("name", ["fedavg", "fedadam", "exact"])
+def test_lossy_downlink_error_stays_in_the_global_adapter(name):
+    """Clients that change nothing leave the global as it was, whatever the downlink lost:
+    updates apply to the global sent, not to the clients' lossy copies of it."""
+    rng = np.random.default_rng(6)
+    glob = {"a": rng.normal(size=(4, 3)).astype(np.float32), "b": np.zeros(5, np.float32)}
+    strategy = _strategy(name, downlink="topk:0.2")
+    zeros = {n: np.zeros(N, np.float32) for n in PARTS}
+    new = record_to_arrays(_play(strategy, glob, zeros)[0])
+    held = strategy.pending[0]
+    assert np.count_nonzero(held) < 12  # the clients really got a lossy copy
+    assert all(np.allclose(new[k], glob[k], atol=1e-6) for k in glob)
+
+
+def _glob():
+    return {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
 
 
 def test_round_skipped_below_min_train_clients():
@@ -275,3 +321,15 @@ def test_server_state_export_import_continues_identically(name):
 def test_server_state_for_another_strategy_is_refused():
     with pytest.raises(ValueError, match="m_t"):
         import_state(_strategy("fedavg").inner, {"m_t/a": np.zeros(3, np.float32)})
+
+
+def test_two_nodes_on_one_partition_are_refused_at_discovery():
+    from fedslim.server.app import discover_partitions
+
+    class _Answering(_Grid):
+        def send_and_receive(self, msgs, timeout):
+            info = {"info": ConfigRecord({"partition-id": 0})}
+            return [Message(RecordDict(info), reply_to=m) for m in msgs]
+
+    with pytest.raises(RuntimeError, match="both report partition-id 0"):
+        discover_partitions(_Answering())

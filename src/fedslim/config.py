@@ -71,7 +71,8 @@ class RunConfig:
         "keep what the uplink codec dropped for the next round", default=True
     )
     strategy: str = _help(
-        "fedavg, ffa, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, krum",
+        "fedavg, ffa, exact, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, "
+        "krum",
         default="fedavg",
     )
     server_lr: float = _help("server learning rate (0 = the strategy's default)", default=0.0)
@@ -134,9 +135,25 @@ class RunConfig:
                 path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
-        from .strategies.catalog import STRATEGIES
+        from .strategies.catalog import OPTIONS, STRATEGIES, WEIGHTED_MEAN
 
         _check(self.strategy in STRATEGIES, "strategy", ", ".join(STRATEGIES), self.strategy)
+        defaults = {_kebab(f.name): f.default for f in dataclasses.fields(self)}
+        for key, users in OPTIONS.items():  # a tuning key the strategy ignores is a mistake
+            _check(
+                getattr(self, key.replace("-", "_")) == defaults[key] or self.strategy in users,
+                key,
+                f"its default with strategy {self.strategy} (only {', '.join(users)} read it)",
+                getattr(self, key.replace("-", "_")),
+            )
+        if self.strategy == "krum" and self.byzantine_clients:
+            _check(
+                self.min_train_clients >= 2 * self.byzantine_clients + 3,
+                "min-train-clients",
+                f"at least 2 * byzantine-clients + 3 = {2 * self.byzantine_clients + 3} "
+                "(Krum needs that many replies to outvote the malicious ones)",
+                self.min_train_clients,
+            )
         _check(self.server_lr >= 0, "server-lr", "a float >= 0")
         _check(0 <= self.server_momentum < 1, "server-momentum", "a float in [0, 1)")
         _check(self.proximal_mu >= 0, "proximal-mu", "a float >= 0")
@@ -155,6 +172,13 @@ class RunConfig:
             not (hetero and self.strategy in ("exact", "ffa")),
             "lora-ranks",
             "uniform ranks with strategy exact or ffa (both need one shared A)",
+            self.lora_ranks,
+        )
+        _check(
+            not hetero or self.strategy in WEIGHTED_MEAN,
+            "lora-ranks",
+            f"uniform ranks with strategy {self.strategy} (rank-aware weighting needs a "
+            f"weighted mean: {', '.join(WEIGHTED_MEAN)})",
             self.lora_ranks,
         )
         _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")

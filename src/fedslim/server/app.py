@@ -90,6 +90,14 @@ def discover_partitions(grid: Grid, *, min_nodes: int = 1, wait_s: float = 120.0
                 f"node {reply.metadata.src_node_id} failed to start: {reply.error.reason}"
             )
         partitions[reply.metadata.src_node_id] = int(reply.content["info"]["partition-id"])
+    taken: dict[int, int] = {}
+    for node, part in sorted(partitions.items()):
+        if part in taken:  # two nodes on one partition would share one tracked copy
+            raise RuntimeError(
+                f"nodes {taken[part]} and {node} both report partition-id {part}; "
+                "give every SuperNode its own partition-id in --node-config"
+            )
+        taken[part] = node
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
     return partitions

@@ -42,6 +42,16 @@ STRATEGIES = {
     "krum": (Krum, lambda o: {"num_malicious_nodes": o["byzantine-clients"]}),
 }
 
+# tuning keys -> the strategies that read them (set for any other: a config error)
+OPTIONS = {
+    "server-lr": ("fedavgm", "fedadam", "fedyogi"),
+    "server-momentum": ("fedavgm",),
+    "proximal-mu": ("fedprox",),
+    "trim-beta": ("fedtrimmedavg",),
+    "byzantine-clients": ("krum",),
+}
+WEIGHTED_MEAN = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedprox")  # rank-aware weights fit
+
 
 def make(
     name: str,

@@ -4,9 +4,10 @@ Downlink: the inner strategy picks the nodes; each message then carries, instead
 the adapter, a blob that turns what that node holds into its view of the global adapter
 (see ``fedslim.transport``; a view is the whole adapter, or a rank slice of it, see
 ``ranks.py``). Nodes holding the same vector share one encoding.
-Uplink: each reply's blob is decoded and rebuilt into the client's local adapter before
-the inner strategy sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever
-handles plain arrays. A reply that fails to decode, is not finite, is too large, or
+Uplink: each reply's blob is decoded into the client's update and added to the global
+adapter sent this round (not to the client's lossy copy of it, so what the downlink
+codec dropped stays in the global and goes out next round) before the inner strategy
+sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever handles plain arrays. A reply that fails to decode, is not finite, is too large, or
 lacks what aggregation needs is dropped with a logged reason; the round goes on.
 """
 
@@ -93,16 +94,18 @@ class Compressed(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        accepted = []
+        accepted, seen = [], set()
         for msg in replies:
             node = msg.metadata.src_node_id
             part = self.partitions.get(node)
             try:
+                if node in seen:
+                    raise ValueError("a second reply from this node in one round")
+                seen.add(node)
                 local = self._decode(msg, part)
             except ValueError as exc:
                 self._drop(server_round, node, part, str(exc))
                 continue
-            self.held[part] = self.pending[part]
             accepted.append((msg, part, local))
         if len(accepted) < self.min_replies:
             log(
@@ -134,23 +137,26 @@ class Compressed(Strategy):
         if "config" not in content.config_records:
             raise ValueError("reply lacks its 'config' record")
         cfg = content["config"]
+        if cfg.get("held") != digest(self.pending[part]):
+            raise ValueError("client trained from another adapter than the one sent")
+        self.held[part] = self.pending[part]  # proven: it holds what was sent, used or not
         missing = [k for k in NEEDED_METRICS if k not in cfg]
         if missing:
             raise ValueError(f"metrics lack {missing}")
-        if any(not isinstance(cfg[k], int | float) for k in NEEDED_METRICS):
+        # type(), not isinstance: a bool is an int to Python but not to a MetricRecord
+        if any(type(cfg[k]) not in (int, float) for k in NEEDED_METRICS):
             raise ValueError("metrics must be numbers")
-        if not (isinstance(cfg["num-examples"], int) and cfg["num-examples"] > 0):
+        if not all(np.isfinite(cfg[k]) for k in NEEDED_METRICS):
+            raise ValueError("metrics must be finite")
+        if not (type(cfg["num-examples"]) is int and cfg["num-examples"] > 0):
             raise ValueError("num-examples must be a positive integer")
-        if cfg.get("held") != digest(self.pending[part]):
-            raise ValueError("client trained from another adapter than the one sent")
         blob = cfg.get("up")
         if not isinstance(blob, bytes):
             raise ValueError("reply carries no update blob")
         # clients send the leading (trainable) part of their view; residuals only go down
-        size = sum(
-            int(np.prod(s)) for _, s in self.views.client_layout(self.views.of(part), up=True)
-        )
-        start = self.pending[part][:size]
+        rank = self.views.of(part)
+        size = sum(int(np.prod(s)) for _, s in self.views.client_layout(rank, up=True))
+        start = self.views.project(self.target, rank)[:size]
         local = reconstruct(blob, start)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")

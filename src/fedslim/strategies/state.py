@@ -3,7 +3,8 @@
 Flower's FedOpt family keeps its moments in ``m_t`` / ``v_t`` (dicts of arrays) and
 FedAvgM its momentum in ``momentum_vector`` (a list). Without them a resumed FedAdam
 run would restart its moments at zero and drift from the uninterrupted run; with them
-resume is exact. Strategies without such state export nothing.
+resume is exact for lossless codecs (the clients' error-feedback memories and copies are
+not checkpointed, see the README). Strategies without such state export nothing.
 """
 
 from __future__ import annotations
