@@ -66,9 +66,11 @@ def test_bad_certificate_requests_are_refused(tmp_path, hosts, days, match):
 
 
 def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
-    """`fedslim deploy`: SuperLink + 2 SuperNodes with TLS, compressed both ways, 1 round."""
+    """`fedslim deploy`: SuperLink + 2 SuperNodes with TLS, compressed both ways, 1 round;
+    SuperNode 0 declares itself a weak device (rank 4 of the run's 8) in its node config."""
     out, work = tmp_path / "run", tmp_path / "deploy"
     args = ["deploy", "--out", str(out), "--workdir", str(work), "--set", "num-supernodes=2"]
+    args += ["--node-config", "0:lora-r=4"]
     for kv in ("num-server-rounds=1", "num-examples=400", "local-steps=5",
                "uplink-codec=q8|zstd:3", "downlink-codec=q8|zstd:3"):  # fmt: skip
         args += ["--set", kv]
@@ -79,5 +81,30 @@ def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
         rows = list(csv.DictReader(fh))
     assert sorted(r["client"] for r in rows) == ["0", "1"]  # each SuperNode's partition-id
     assert all(r["status"] == "ok" and int(r["uplink_bytes"]) > 0 for r in rows)
+    weak, strong = sorted(rows, key=lambda r: r["client"])
+    assert int(weak["uplink_payload_bytes"]) < 0.75 * int(strong["uplink_payload_bytes"])
     assert "https://127.0.0.1" in (work / "superlink.log").read_text()  # TLS, not plain text
     assert all("Error" not in (work / f"supernode-{i}.log").read_text() for i in range(2))
+
+
+@pytest.mark.parametrize(
+    ("item", "code", "words"),
+    [
+        ("zero:lora-r=4", 2, "I:KEY=VALUE"),
+        ("0:lora-r", 2, "I:KEY=VALUE"),
+        ("5:lora-r=4", 1, "0..1"),
+    ],
+)
+def test_bad_node_config_fails_before_any_process_starts(tmp_path, item, code, words):
+    args = [
+        "deploy",
+        "--workdir",
+        str(tmp_path),
+        "--set",
+        "num-supernodes=2",
+        "--node-config",
+        item,
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code and words in result.output
+    assert not list(tmp_path.glob("*.log"))

@@ -86,9 +86,7 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twic
             "flops": 1,
             **(metrics or {}).get(node, {}),
         }
-        content = RecordDict(
-            {"config": ConfigRecord({"up": blob, "held": digest(held), **values})}
-        )
+        content = RecordDict({"config": ConfigRecord({"up": blob, "held": digest(held), **values})})
         replies += [Message(content, reply_to=msgs[node])] * (2 if node in twice else 1)
     return strategy.aggregate_train(1, replies)
 
@@ -321,15 +319,3 @@ def test_server_state_export_import_continues_identically(name):
 def test_server_state_for_another_strategy_is_refused():
     with pytest.raises(ValueError, match="m_t"):
         import_state(_strategy("fedavg").inner, {"m_t/a": np.zeros(3, np.float32)})
-
-
-def test_two_nodes_on_one_partition_are_refused_at_discovery():
-    from fedslim.server.app import discover_partitions
-
-    class _Answering(_Grid):
-        def send_and_receive(self, msgs, timeout):
-            info = {"info": ConfigRecord({"partition-id": 0})}
-            return [Message(RecordDict(info), reply_to=m) for m in msgs]
-
-    with pytest.raises(RuntimeError, match="both report partition-id 0"):
-        discover_partitions(_Answering())

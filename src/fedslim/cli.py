@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -169,6 +170,13 @@ def deploy(
     workdir: Annotated[
         Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
     ] = Path("runs/deploy"),
+    node_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node-config",
+            help="I:KEY=VALUE for SuperNode I, repeatable (e.g. 0:lora-r=4, a device class)",
+        ),
+    ] = None,
 ) -> None:
     """Run the job on Flower's Deployment Engine, on this machine, over TLS.
 
@@ -177,6 +185,12 @@ def deploy(
     """
     t0 = time.monotonic()
     run, sim = _configs(config, set_, out)
+    extra: dict[int, str] = {}
+    for item in node_config or []:
+        node, sep, pair = item.partition(":")
+        if not (sep and node.isdigit() and re.fullmatch(r"[a-z][a-z0-9-]*=\S+", pair)):
+            _fail(ValueError(f"--node-config {item!r}: expected I:KEY=VALUE, e.g. 0:lora-r=4"), 2)
+        extra[int(node)] = f"{extra.get(int(node), '')} {pair}".strip()
     from .deploy.local import LocalDeployment
 
     console.print(
@@ -185,7 +199,9 @@ def deploy(
         f"\nprocess logs: {workdir}/*.log"
     )
     try:
-        with LocalDeployment(workdir, sim.num_supernodes, tls=not insecure) as local:
+        with LocalDeployment(
+            workdir, sim.num_supernodes, tls=not insecure, node_config=extra
+        ) as local:
             console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
             summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
     except Exception as exc:

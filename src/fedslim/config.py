@@ -71,8 +71,7 @@ class RunConfig:
         "keep what the uplink codec dropped for the next round", default=True
     )
     strategy: str = _help(
-        "fedavg, ffa, exact, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, "
-        "krum",
+        "fedavg, ffa, exact, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, krum",
         default="fedavg",
     )
     server_lr: float = _help("server learning rate (0 = the strategy's default)", default=0.0)

@@ -46,10 +46,23 @@ def step_seed(seed: int, server_round: int, partition_id: int) -> int:
     return int.from_bytes(digest_[:4], "little")
 
 
+def _rank(context: Context, cfg: RunConfig, pid: int) -> int:
+    """The node's LoRA rank: its own ``lora-r`` (node config: a device class known only to
+    the device) or else the run config's ``lora-ranks`` mapping."""
+    if "lora-r" not in context.node_config:
+        return cfg.rank_of(pid)
+    r = int(context.node_config["lora-r"])
+    if not 1 <= r <= cfg.lora_r:
+        raise ValueError(f"node config lora-r={r}: expected 1..{cfg.lora_r} (the run's lora-r)")
+    return r
+
+
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     pid, _ = _node(context)
-    return Message(RecordDict({"info": MetricRecord({"partition-id": pid})}), reply_to=msg)
+    rank = _rank(context, RunConfig.from_mapping(context.run_config), pid)
+    info = MetricRecord({"partition-id": pid, "lora-r": rank})
+    return Message(RecordDict({"info": info}), reply_to=msg)
 
 
 def _load_state(context: Context, initial: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -78,7 +91,7 @@ def train(msg: Message, context: Context) -> Message:
         task, cfg.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
     spec = ModelSpec.from_config(
-        cfg, num_labels=task.num_labels, kind=task.kind, rank=cfg.rank_of(pid)
+        cfg, num_labels=task.num_labels, kind=task.kind, rank=_rank(context, cfg, pid)
     )
     model = build_model(spec)
     initial = global_state(model, exact=cfg.strategy == "exact")

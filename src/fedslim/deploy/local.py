@@ -35,10 +35,23 @@ def free_port() -> int:
 
 class LocalDeployment:
     def __init__(
-        self, workdir: Path, nodes: int, *, tls: bool = True, startup_timeout: float = 90.0
+        self,
+        workdir: Path,
+        nodes: int,
+        *,
+        tls: bool = True,
+        node_config: dict[int, str] | None = None,
+        startup_timeout: float = 90.0,
     ) -> None:
+        """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``)."""
         if nodes < 1:
             raise ValueError(f"LocalDeployment: nodes must be >= 1, got {nodes}")
+        bad = [i for i in node_config or {} if not 0 <= i < nodes]
+        if bad:
+            raise ValueError(
+                f"node config for SuperNode {bad[0]}: there are {nodes} (0..{nodes - 1})"
+            )
+        self.node_config = dict(node_config or {})
         self.workdir, self.nodes, self.tls = Path(workdir).resolve(), nodes, tls
         self.startup_timeout = startup_timeout
         self.procs: list[subprocess.Popen] = []
@@ -79,7 +92,8 @@ class LocalDeployment:
         for i in range(self.nodes):
             node = [
                 *("--superlink", address, "--port", str(free_port())),
-                *("--node-config", f"partition-id={i} num-partitions={self.nodes}"),
+                "--node-config",
+                f"partition-id={i} num-partitions={self.nodes} {self.node_config.get(i, '')}",
             ]
             self._spawn(f"supernode-{i}", ["flower-supernode", *node_sec, *node])
         self._wait_for_nodes()

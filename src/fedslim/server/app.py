@@ -14,7 +14,7 @@ from logging import INFO, WARNING
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
@@ -29,6 +29,7 @@ from ..task.models import ModelSpec, build_model, build_tokenizer
 from ..task.residual import global_state, load_global, lora_modules
 from ..task.train import evaluate
 from . import checkpoint, results
+from .discovery import discover
 from .rounds import play_round, round_row
 
 Reporter = Callable[[str, dict], None]  # (event, payload): "start" | "round" | "end"
@@ -62,47 +63,6 @@ def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
     return ModelSpec.from_config(cfg, num_labels=num_labels, kind=kind)
 
 
-def discover_partitions(grid: Grid, *, min_nodes: int = 1, wait_s: float = 120.0) -> dict[int, int]:
-    """Ask every connected node for its partition id (node ids are random per run).
-
-    Waits until ``min_nodes`` are connected (SuperNodes of a deployment join over time).
-    """
-    deadline = time.monotonic() + wait_s
-    while len(nodes := sorted(grid.get_node_ids())) < min_nodes:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"{len(nodes)} of {min_nodes} nodes connected within "
-                f"{wait_s:.0f} s (min-train-clients)"
-            )
-        time.sleep(1.0)
-    msgs = [
-        Message(
-            content=RecordDict({"config": ConfigRecord({"ask": "partition-id"})}),
-            message_type="query",
-            dst_node_id=n,
-        )
-        for n in nodes
-    ]
-    partitions = {}
-    for reply in grid.send_and_receive(msgs, timeout=wait_s):
-        if reply.has_error():
-            raise RuntimeError(
-                f"node {reply.metadata.src_node_id} failed to start: {reply.error.reason}"
-            )
-        partitions[reply.metadata.src_node_id] = int(reply.content["info"]["partition-id"])
-    taken: dict[int, int] = {}
-    for node, part in sorted(partitions.items()):
-        if part in taken:  # two nodes on one partition would share one tracked copy
-            raise RuntimeError(
-                f"nodes {taken[part]} and {node} both report partition-id {part}; "
-                "give every SuperNode its own partition-id in --node-config"
-            )
-        taken[part] = node
-    if not partitions:
-        raise RuntimeError("no node answered the partition-id query")
-    return partitions
-
-
 def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
     cfg = RunConfig.from_mapping(context.run_config)
     out = resolve_out(cfg)
@@ -131,7 +91,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         return evaluate(model, task, tok, max_length=cfg.max_length)
 
     t0 = time.monotonic()
-    partitions = discover_partitions(grid, min_nodes=cfg.min_train_clients)
+    nodes = discover(grid, cfg)
+    partitions = nodes.partitions
     report(
         "start",
         {
@@ -158,7 +119,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         inner,
         uplink=cfg.uplink_codec,
         downlink=cfg.downlink_codec,
-        views=_views(cfg, model, initial, task, partitions),
+        views=_views(cfg, model, initial, task, nodes.ranks),
         partitions=partitions,
         seed=cfg.seed,
         min_replies=cfg.min_train_clients,
@@ -197,9 +158,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     return summary
 
 
-def _views(cfg: RunConfig, model, initial: dict, task, partitions: dict) -> RankMap:
+def _views(cfg: RunConfig, model, initial: dict, task, ranks: dict[int, int]) -> RankMap:
     """Each client's view of the global adapter: all of it, or its rank slice."""
-    ranks = {p: cfg.rank_of(p) for p in partitions.values()}
     initials = {cfg.lora_r: flatten(initial)}
     for r in sorted(set(ranks.values()) - {cfg.lora_r}):  # a node's own seeded init at rank r
         spec = ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind, rank=r)

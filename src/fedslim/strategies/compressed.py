@@ -7,8 +7,9 @@ the adapter, a blob that turns what that node holds into its view of the global 
 Uplink: each reply's blob is decoded into the client's update and added to the global
 adapter sent this round (not to the client's lossy copy of it, so what the downlink
 codec dropped stays in the global and goes out next round) before the inner strategy
-sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever handles plain arrays. A reply that fails to decode, is not finite, is too large, or
-lacks what aggregation needs is dropped with a logged reason; the round goes on.
+sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever handles plain arrays. A
+reply that fails to decode, is not finite, is too large, or lacks what aggregation
+needs is dropped with a logged reason; the round goes on.
 """
 
 from __future__ import annotations
