@@ -2,9 +2,11 @@
 
 For each strategy and codec setting, one run per seed on Flower's Simulation Engine;
 prints final accuracy, rounds to reach 95% of the best final accuracy in the table,
-and uplink / downlink bytes (Flower messages on the wire), means over seeds.
+and uplink / downlink bytes (Flower messages on the wire), means over seeds; the table
+is also written to ``OUT/CASE-table.txt``. Stored finished runs are reused.
 
     python benchmarks/strategies.py --case tiny --seeds 0 1
+    python benchmarks/strategies.py --case wordnet --seeds 0 --codecs fp32 --strategies exact
 """
 
 from __future__ import annotations
@@ -66,12 +68,18 @@ def main() -> None:
                     f"{rows[-1]['accuracy']:.3f}",
                     flush=True,
                 )
+    lines = report(table, args.case, len(args.seeds), rounds)
+    print("\n" + "\n".join(lines))
+    (args.out / f"{args.case}-table.txt").write_text("\n".join(lines) + "\n")
+
+
+def report(table: dict, case: str, seeds: int, rounds: int) -> list[str]:
     best = max(statistics.mean(r[-1]["accuracy"] for r in runs) for runs in table.values())
-    print(
-        f"\n{args.case}: {len(args.seeds)} seeds, {rounds} rounds; 95% of best = {0.95 * best:.3f}"
-    )
-    print("| strategy | codec | final acc | rounds to 95% best | uplink | downlink |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        f"{case}: {seeds} seeds, {rounds} rounds; 95% of best = {0.95 * best:.3f}",
+        "| strategy | codec | final acc | rounds to 95% best | uplink | downlink |",
+        "|---|---|---|---|---|---|",
+    ]
     for (name, codec), runs in table.items():
         reach = [
             next(
@@ -87,10 +95,11 @@ def main() -> None:
         acc = statistics.mean(r[-1]["accuracy"] for r in runs)
         up = statistics.mean(sum(r["uplink_bytes"] for r in rows) for rows in runs)
         down = statistics.mean(sum(r["downlink_bytes"] for r in rows) for rows in runs)
-        print(
+        lines.append(
             f"| {name} | {codec} | {acc:.3f} | {shown} | {up / 1e3:,.1f} KB | "
             f"{down / 1e3:,.1f} KB |"
         )
+    return lines
 
 
 if __name__ == "__main__":
