@@ -134,16 +134,18 @@ class RunConfig:
                 path = self.task[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
 
-        from .strategies.catalog import OPTIONS, STRATEGIES, WEIGHTED_MEAN
+        from .strategies.catalog import OPTIONS, STRATEGIES, mixed_ranks_refusal
 
         _check(self.strategy in STRATEGIES, "strategy", ", ".join(STRATEGIES), self.strategy)
-        defaults = {_kebab(f.name): f.default for f in dataclasses.fields(self)}
+        fields = keys_of(RunConfig)
         for key, users in OPTIONS.items():  # a tuning key the strategy ignores is a mistake
+            f = fields[key]
+            value = getattr(self, f.name)
             _check(
-                getattr(self, key.replace("-", "_")) == defaults[key] or self.strategy in users,
+                value == f.default or self.strategy in users,
                 key,
                 f"its default with strategy {self.strategy} (only {', '.join(users)} read it)",
-                getattr(self, key.replace("-", "_")),
+                value,
             )
         if self.strategy == "krum" and self.byzantine_clients:
             _check(
@@ -167,19 +169,8 @@ class RunConfig:
             hetero = parse_ranks(self.lora_ranks, self.lora_r) != [self.lora_r]
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        _check(
-            not (hetero and self.strategy in ("exact", "ffa")),
-            "lora-ranks",
-            "uniform ranks with strategy exact or ffa (both need one shared A)",
-            self.lora_ranks,
-        )
-        _check(
-            not hetero or self.strategy in WEIGHTED_MEAN,
-            "lora-ranks",
-            f"uniform ranks with strategy {self.strategy} (rank-aware weighting needs a "
-            f"weighted mean: {', '.join(WEIGHTED_MEAN)})",
-            self.lora_ranks,
-        )
+        refusal = mixed_ranks_refusal(self.strategy)
+        _check(not (hetero and refusal), "lora-ranks", f"uniform ranks: {refusal}", self.lora_ranks)
         _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
         for key, spec in (
             ("uplink-codec", self.uplink_codec),

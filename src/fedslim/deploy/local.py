@@ -90,10 +90,10 @@ class LocalDeployment:
         link = ["--port", str(self.port), "--disable-runtime-dependency-installation"]
         self._spawn("superlink", ["flower-superlink", *link_sec, *link])
         for i in range(self.nodes):
+            own = f"partition-id={i} num-partitions={self.nodes} {self.node_config.get(i, '')}"
             node = [
                 *("--superlink", address, "--port", str(free_port())),
-                "--node-config",
-                f"partition-id={i} num-partitions={self.nodes} {self.node_config.get(i, '')}",
+                *("--node-config", own.strip()),
             ]
             self._spawn(f"supernode-{i}", ["flower-supernode", *node_sec, *node])
         self._wait_for_nodes()

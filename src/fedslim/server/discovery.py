@@ -14,7 +14,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from ..config import RunConfig
-from ..strategies.catalog import WEIGHTED_MEAN
+from ..strategies.catalog import mixed_ranks_refusal
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,9 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
         partitions[node], ranks[part] = part, rank
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
-    if len(set(ranks.values()) | {cfg.lora_r}) > 1 and cfg.strategy not in WEIGHTED_MEAN:
+    refusal = mixed_ranks_refusal(cfg.strategy)
+    if refusal and set(ranks.values()) != {cfg.lora_r}:
         raise RuntimeError(
-            f"node config lora-r: nodes train ranks {sorted(set(ranks.values()))} but strategy "
-            f"{cfg.strategy} needs one rank (heterogeneous ranks work with "
-            f"{', '.join(WEIGHTED_MEAN)})"
+            f"node config lora-r: nodes train ranks {sorted(set(ranks.values()))}, but {refusal}"
         )
     return Nodes(partitions, ranks)

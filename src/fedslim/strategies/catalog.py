@@ -53,6 +53,18 @@ OPTIONS = {
 WEIGHTED_MEAN = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedprox")  # rank-aware weights fit
 
 
+def mixed_ranks_refusal(strategy: str) -> str | None:
+    """Why ``strategy`` cannot aggregate clients of different LoRA ranks (None: it can)."""
+    if strategy in ("exact", "ffa"):
+        return f"strategy {strategy} needs one rank (one A shared by every node)"
+    if strategy not in WEIGHTED_MEAN:
+        return (
+            f"strategy {strategy} needs one rank (rank-aware weighting needs a weighted "
+            f"mean: {', '.join(WEIGHTED_MEAN)})"
+        )
+    return None
+
+
 def make(
     name: str,
     *,

@@ -52,7 +52,7 @@ class Compressed(Strategy):
         self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
         self.dropped: dict[int, str] = {}  # node id -> reason, this round
-        self.target = np.zeros(0, np.float32)  # this round's global vector
+        self.sent: dict[int, np.ndarray] = {}  # rank -> this round's global, that rank's view
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
@@ -62,7 +62,8 @@ class Compressed(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self.pending, self.dropped = {}, {}
-        self.target = flatten(record_to_arrays(arrays))
+        target = flatten(record_to_arrays(arrays))
+        self.sent = {r: self.views.project(target, r) for r in self.views.all_ranks()}
         cache: dict[tuple[int, str], object] = {}
         out = []
         for msg in self.inner.configure_train(server_round, arrays, config, grid):
@@ -72,7 +73,7 @@ class Compressed(Strategy):
             if key not in cache:  # one encoding per (view, held vector)
                 cache[key] = make_downlink(
                     self.downlink,
-                    self.views.project(self.target, rank),
+                    self.sent[rank],
                     held,
                     seed=_seed(self.seed, server_round, key[1]),
                 )
@@ -118,7 +119,7 @@ class Compressed(Strategy):
             )
             return None, None
         merged = self.views.merge(
-            self.target,
+            self.sent[self.views.rank],
             [
                 (self.views.of(part), local, float(msg.content["config"]["num-examples"]))
                 for msg, part, local in accepted
@@ -157,7 +158,7 @@ class Compressed(Strategy):
         # clients send the leading (trainable) part of their view; residuals only go down
         rank = self.views.of(part)
         size = sum(int(np.prod(s)) for _, s in self.views.client_layout(rank, up=True))
-        start = self.views.project(self.target, rank)[:size]
+        start = self.sent[rank][:size]
         local = reconstruct(blob, start)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")

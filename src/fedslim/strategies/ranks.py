@@ -64,6 +64,9 @@ class RankMap:
     def of(self, partition: int) -> int:
         return self.ranks.get(partition, self.rank)
 
+    def all_ranks(self) -> set[int]:
+        return {self.rank, *self.ranks.values()}
+
     def client_layout(self, r: int, *, up: bool = False) -> tuple:
         out = []
         for key, shape in self.layout:
