@@ -17,7 +17,7 @@ from fedslim.compression import (
     names,
     register,
 )
-from fedslim.compression.entropy import (
+from fedslim.compression.packing import (
     BITMAP,
     VARINT,
     decode_index_set,

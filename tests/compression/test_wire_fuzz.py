@@ -17,7 +17,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedslim.compression import WireFormatError, build, decode, encode, entropy, wire
+from fedslim.compression import WireFormatError, build, decode, encode, packing, wire
 
 N = 300
 SPECS = [
@@ -205,14 +205,14 @@ def test_zstd_frames_that_inflate_beyond_the_bound_are_refused():
 
 @FUZZ
 @given(
-    st.sampled_from([entropy.VARINT, entropy.BITMAP]),
+    st.sampled_from([packing.VARINT, packing.BITMAP]),
     st.binary(max_size=64),
     st.integers(1, 600),
     st.integers(0, 80),
 )
 def test_index_set_decoding_yields_valid_sets_or_value_errors(enc, data, n, count):
     try:
-        idx = entropy.decode_index_set(enc, np.frombuffer(data, np.uint8), n=n, count=count)
+        idx = packing.decode_index_set(enc, np.frombuffer(data, np.uint8), n=n, count=count)
     except ValueError:
         return
     assert idx.dtype == np.int64 and idx.shape == (count,)

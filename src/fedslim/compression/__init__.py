@@ -5,22 +5,24 @@
     y = decode(blob, max_elements=len(x))             # the spec travels in the header
     blob, r = ErrorFeedback(pipe).encode(x, r, seed=7)
 
-Stage families register themselves on import (``sparsify``, ``quantize``, ``entropy``);
-a user adds one with ``@register("name")`` on a class with ``encode``/``decode``.
+Layers, bottom up: ``packing`` (array table) and ``codec`` (the stage protocol); ``wire``
+(framing) on packing; ``registry`` (names -> stage classes) on nothing; the stage families
+(``sparsify``, ``quantize``, ``entropy``) register themselves on import; ``pipeline``
+assembles them. A user adds a stage with ``@register("name")`` on a class with
+``encode``/``decode``.
 """
 
 from fedslim.compression import entropy, quantize, sparsify  # noqa: F401  (registration)
-from fedslim.compression.codec import (
+from fedslim.compression.codec import Codec, Context, Packet
+from fedslim.compression.pipeline import (
     DEFAULT_MAX_ELEMENTS,
-    Codec,
-    Context,
     ErrorFeedback,
-    Packet,
     Pipeline,
+    build,
     decode,
     encode,
 )
-from fedslim.compression.registry import RECOMMENDED, build, names, register
+from fedslim.compression.registry import RECOMMENDED, names, register
 from fedslim.compression.wire import WireFormatError
 
 __all__ = [

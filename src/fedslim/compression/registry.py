@@ -1,19 +1,17 @@
-"""Spec strings -> pipelines, and the strict registry every codec adds itself to.
+"""The strict registry every codec adds itself to, and the stage grammar of spec strings.
 
 Grammar: stages joined by ``|``; a stage is ``name`` or ``name:arg``; the registered class
 parses its own ``arg`` through an optional ``from_arg(arg: str | None)`` classmethod (a
 class without one takes no argument). ``"none"`` is the empty pipeline (raw fp32) and
-``"recommended"`` expands to :data:`RECOMMENDED`.
+``"recommended"`` expands to :data:`RECOMMENDED`. It imports nothing of ``compression/``,
+so stages can register without a cycle; ``pipeline.build`` assembles the stages.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:
-    from fedslim.compression.codec import Codec, Pipeline
+from typing import Any, TypeVar
 
 RECOMMENDED = "topk:0.05|q4|zstd:3"
 """The best measured bytes-to-accuracy uplink (``benchmarks/convergence.py``, WordNet +
@@ -24,7 +22,7 @@ bytes-to-target; 123x payload) and 38x fewer in total. Few local steps or a rand
 ``topk:0.01|q4|zstd:3`` is 250-370x smaller than fp32 and faster than zstd-3
 (``benchmarks/codecs.py``), but misses the accuracy target within 2x the rounds."""
 
-_ALIASES = {"none": "none", "recommended": RECOMMENDED}
+ALIASES = {"none": "none", "recommended": RECOMMENDED}
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _INT = re.compile(r"[0-9]{1,9}\Z")
 _CODECS: dict[str, type] = {}
@@ -37,7 +35,7 @@ def register(name: str) -> Callable[[T], T]:
     """Class decorator: make ``name`` usable in specs. Refuses non-lowercase and duplicates."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"codec name {name!r} must be lowercase [a-z][a-z0-9_]*")
-    if name in _CODECS or name in _ALIASES:
+    if name in _CODECS or name in ALIASES:
         raise ValueError(f"codec name {name!r} is already registered")
 
     def add(cls: T) -> T:
@@ -54,7 +52,7 @@ def register(name: str) -> Callable[[T], T]:
 
 def names() -> list[str]:
     """Registered codec names (plus the aliases ``none`` and ``recommended``)."""
-    return sorted([*_CODECS, *_ALIASES])
+    return sorted([*_CODECS, *ALIASES])
 
 
 def accepted_forms() -> str:
@@ -74,13 +72,13 @@ def spec_of(stage: Any) -> str:
     return name
 
 
-def parse_stage(text: str, *, index: int = 1) -> Codec:
+def parse_stage(text: str, *, index: int = 1) -> Any:
     """One stage's text -> codec instance; ValueError naming the stage and accepted forms."""
     where = f"stage {index} {text!r}"
     name, sep, arg = text.partition(":")
     if not name:
         raise ValueError(f"{where}: empty stage; accepted forms: {accepted_forms()}")
-    if name in _ALIASES:
+    if name in ALIASES:
         raise ValueError(f"{where}: {name!r} stands alone, not inside a pipeline")
     cls = _CODECS.get(name)
     if cls is None:
@@ -94,21 +92,6 @@ def parse_stage(text: str, *, index: int = 1) -> Codec:
         return cls()
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
-
-
-def build(spec: str) -> Pipeline:
-    """``"topk:0.01|q4|zstd:3"`` -> Pipeline; ValueError naming the bad stage."""
-    from fedslim.compression.codec import Pipeline  # codec imports this module
-
-    if not isinstance(spec, str):
-        raise ValueError(f"spec must be a string, got {type(spec).__name__}")
-    text = _ALIASES.get(spec.strip(), spec.strip())
-    if not text:
-        raise ValueError(f"empty spec; use 'none' for raw fp32 or e.g. {RECOMMENDED!r}")
-    if text == "none":
-        return Pipeline([])
-    parts = [p.strip() for p in text.split("|")]
-    return Pipeline([parse_stage(p, index=i + 1) for i, p in enumerate(parts)])
 
 
 def parse_fraction(arg: str | None, *, name: str) -> float:

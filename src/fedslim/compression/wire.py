@@ -3,7 +3,7 @@
 Layout (little-endian)::
 
     b"FSLM" | u8 version | u64 n | u64 seed | u16 len | spec (ASCII)
-    | array table + payload (``entropy.pack_arrays``) | u32 CRC32 of everything before
+    | array table + payload (``packing.pack_arrays``) | u32 CRC32 of everything before
 
 ``n`` (the decoded length) sits at a fixed offset so :func:`loads` refuses a blob that
 declares more than ``max_elements`` before touching anything else; the CRC then rules out
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedslim.compression import entropy
+from fedslim.compression import packing
 
 MAGIC = b"FSLM"
 VERSION = 1
@@ -49,7 +49,7 @@ def dumps(*, spec: str, seed: int, n: int, packet: dict[str, np.ndarray]) -> byt
     if not 0 < len(raw_spec) <= MAX_SPEC:
         raise ValueError(f"spec must be 1..{MAX_SPEC} ASCII bytes, got {len(raw_spec)}")
     parts = [_FIXED.pack(MAGIC, VERSION, n, seed, len(raw_spec)) + raw_spec]
-    parts += entropy.pack_parts(packet, n)
+    parts += packing.pack_parts(packet, n)
     crc = 0
     for part in parts:
         crc = zlib.crc32(part, crc)
@@ -76,7 +76,7 @@ def loads(blob: bytes, *, max_elements: int) -> Frame:
         raise WireFormatError("CRC32 mismatch: blob truncated or corrupted")
     try:
         spec = bytes(view[_FIXED.size : _FIXED.size + spec_len]).decode("ascii")
-        packet = entropy.unpack_arrays(view[_FIXED.size + spec_len :], n)
+        packet = packing.unpack_arrays(view[_FIXED.size + spec_len :], n)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         raise WireFormatError(str(exc)) from exc
     return Frame(spec=spec, seed=seed, n=n, packet=packet)
