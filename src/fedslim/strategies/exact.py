@@ -5,7 +5,8 @@ every client (rank grows with the number of clients, and a client must merge the
 while the residual keeps the adapter at rank r and adds one dense correction per wrapped
 module. Its downlink cost is bounded by the base matrices' size, never growing across
 rounds, and it is what the lossy downlink codecs compress (it has rank <= (N+1) r).
-Uplink is unchanged: clients send their adapter only.
+Uplink is unchanged: clients send their adapter only. Nodes fold the residual into their
+base weights (``task.residual``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,35 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from ..records import arrays_to_record, record_to_arrays
-from ..task.residual import exact_residuals
+from ..protocol import aggregation_parts, arrays_record, record_arrays
 from .fedavg import AdapterFedAvg
+from .spec import StrategySpec
+
+Module = tuple[str, str, str, float]  # (residual key, A key, B key, LoRA scaling)
+
+
+def exact_residuals(
+    clients: list[dict], weights: np.ndarray, averaged: dict, modules: Iterable[Module]
+) -> dict[str, np.ndarray]:
+    """Per module: scaling * (sum_i w_i B_i A_i - mean(B) mean(A))."""
+    out = {}
+    for rkey, akey, bkey, scaling in modules:
+        exact = sum(
+            w * (c[bkey].astype(np.float64) @ c[akey])
+            for w, c in zip(weights, clients, strict=True)
+        )
+        approx = averaged[bkey].astype(np.float64) @ averaged[akey]
+        out[rkey] = (scaling * (exact - approx)).astype(np.float32)
+    return out
 
 
 class ExactLoRA(AdapterFedAvg):
-    modules: tuple = ()  # ((residual, A, B, scaling), ...) of the model; set by the server
+    modules: tuple[Module, ...] = ()  # of the model; set by the server (spec.base_residual)
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self.current = record_to_arrays(arrays)
+        self.current = record_arrays(arrays)
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(
@@ -37,9 +55,18 @@ class ExactLoRA(AdapterFedAvg):
         record, metrics = super().aggregate_train(server_round, replies)
         if record is None:
             return None, None
-        averaged = record_to_arrays(record)
-        clients = [record_to_arrays(m.content["arrays"]) for m in replies]
-        weights = np.array([m.content["metrics"][self.weighted_by_key] for m in replies], float)
-        fix = exact_residuals(clients, weights / weights.sum(), averaged, self.modules)
+        averaged = record_arrays(record)
+        clients, weights = zip(*(aggregation_parts(m.content) for m in replies), strict=True)
+        weights = np.array(weights, float)
+        fix = exact_residuals(list(clients), weights / weights.sum(), averaged, self.modules)
         residuals = {k: self.current[k] + v for k, v in fix.items()}
-        return arrays_to_record({**averaged, **residuals}), metrics
+        return arrays_record({**averaged, **residuals}), metrics
+
+
+SPEC = StrategySpec(
+    name="exact",
+    help="FedEx-LoRA: the exact mean of B_i A_i via a residual folded into the base",
+    flower=ExactLoRA,
+    base_residual=True,
+    one_rank="one A shared by every node",
+)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
+
+from .. import seeds
+from .spec import StrategySpec
 
 
 class AdapterFedAvg(FedAvg):
@@ -26,19 +28,25 @@ class AdapterFedAvg(FedAvg):
         """Nodes for this round: a seeded draw over partition ids, stable across runs."""
         nodes = sorted(self.partitions, key=self.partitions.__getitem__)
         size = max(int(len(nodes) * self.fraction_train), self.min_train_nodes)
-        rng = np.random.default_rng([self.seed, server_round])
+        rng = seeds.sampling(self.seed, server_round)
         picked = sorted(rng.choice(len(nodes), size=min(size, len(nodes)), replace=False))
         return [nodes[i] for i in picked]
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        config["server-round"] = server_round
-        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        return list(self._construct_messages(record, self.sample(server_round), "train"))
+        """Addressed, empty messages: the strategies above keep their state (FedOpt's
+        current arrays) on the way down, and ``Compressed`` fills in each node's content."""
+        return [
+            Message(RecordDict(), message_type="train", dst_node_id=node)
+            for node in self.sample(server_round)
+        ]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ordered = sorted(replies, key=lambda m: self.partitions[m.metadata.src_node_id])
         return super().aggregate_train(server_round, ordered)
+
+
+SPEC = StrategySpec(name="fedavg", help="weighted mean of the clients' adapters", flower=FedAvg)

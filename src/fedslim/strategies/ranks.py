@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..task.adapters import flatten, unflatten
+from ..vectors import flatten, unflatten
 
 
 def rank_axis(key: str) -> int | None:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
+from ..vectors import layout
+
 
 def get_adapter(model) -> OrderedDict[str, np.ndarray]:
     """The exchanged state: PEFT's adapter state minus what the model keeps frozen (FFA)."""
@@ -45,14 +47,6 @@ def set_adapter(model, arrays: dict[str, np.ndarray]) -> None:
         raise ValueError(f"adapter keys not in the model: {unexpected[:3]}")
 
 
-def layout(arrays: dict[str, np.ndarray]) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    return tuple((k, tuple(v.shape)) for k, v in arrays.items())
-
-
-def num_parameters(arrays: dict[str, np.ndarray]) -> int:
-    return int(sum(v.size for v in arrays.values()))
-
-
 def base_fingerprint(model) -> str:
     """Hash of every non-trainable weight: equal on two nodes iff their bases are equal."""
     h = hashlib.sha256()
@@ -61,22 +55,3 @@ def base_fingerprint(model) -> str:
             h.update(name.encode())
             h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()
-
-
-def flatten(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """One float32 vector in layout order: what codecs and aggregation work on."""
-    if not arrays:
-        return np.zeros(0, np.float32)
-    return np.concatenate([np.asarray(v, np.float32).ravel() for v in arrays.values()])
-
-
-def unflatten(vec: np.ndarray, shape_of: tuple) -> OrderedDict[str, np.ndarray]:
-    """Inverse of ``flatten`` for a layout ``((name, shape), ...)``."""
-    out, at = OrderedDict(), 0
-    for name, shape in shape_of:
-        size = int(np.prod(shape, dtype=np.int64))
-        out[name] = vec[at : at + size].reshape(shape).astype(np.float32, copy=True)
-        at += size
-    if at != vec.size:
-        raise ValueError(f"vector of {vec.size} values does not fit a layout of {at}")
-    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import seeds
 from . import templates, wordnet
 
 
@@ -85,7 +86,7 @@ def _read_pairs(path: Path, first: str, second: str) -> tuple[list[str], list[st
 
 def _split(kind, inputs, targets, names, seed, eval_fraction) -> TaskData:
     n = len(inputs)
-    order = np.random.default_rng(seed + 7919).permutation(n)
+    order = np.random.default_rng(seeds.eval_split(seed)).permutation(n)
     n_eval = max(1, int(round(n * eval_fraction)))
     return TaskData(
         kind,

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
+from .. import seeds
+
 TINY = dict(
     hidden_size=128,
     intermediate_size=256,
@@ -77,28 +79,47 @@ class ModelSpec:
     freeze_a: bool = False  # FFA-LoRA: A stays at its seeded init and is not exchanged
 
     @classmethod
-    def from_config(cls, cfg, *, num_labels: int, kind: str, rank: int | None = None) -> ModelSpec:
-        """The spec a node derives from the run config (``fedslim.config.RunConfig``).
+    def from_config(
+        cls,
+        adapter,
+        *,
+        seed: int,
+        num_labels: int,
+        kind: str,
+        rank: int | None = None,
+        freeze_a: bool = False,
+    ) -> ModelSpec:
+        """The spec a node derives from the run's adapter section (``config.AdapterConfig``).
 
         ``rank`` below ``lora-r`` (heterogeneous ranks) scales alpha by ``rank / lora-r``
         so LoRA's scaling, alpha / r, is the same on every node.
         """
-        r = rank or cfg.lora_r
+        r = rank or adapter.lora_r
         return cls(
-            model=cfg.model,
+            model=adapter.model,
             kind=kind,
             num_labels=num_labels,
             lora_r=r,
-            lora_alpha=cfg.lora_alpha * r / cfg.lora_r,
-            lora_targets=cfg.lora_targets,
-            seed=cfg.seed,
-            freeze_a=cfg.strategy == "ffa",
+            lora_alpha=adapter.lora_alpha * r / adapter.lora_r,
+            lora_targets=adapter.lora_targets,
+            seed=seed,
+            freeze_a=freeze_a,
         )
+
+
+def model_dir(model: str) -> str:
+    """The directory of a model named by path or as ``package:NAME`` (an installed package
+    with ``get_model_path()``): results record the name, which travels; the path does not."""
+    if not model.startswith("package:"):
+        return model
+    import importlib
+
+    return str(importlib.import_module(model[len("package:") :]).get_model_path())
 
 
 @lru_cache(maxsize=4)  # a pure function of the path; HF tokenizers are slow to load
 def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
-    return HashTokenizer() if model == "tiny" else HFTokenizer(model)
+    return HashTokenizer() if model == "tiny" else HFTokenizer(model_dir(model))
 
 
 def build_base(spec: ModelSpec) -> torch.nn.Module:
@@ -114,7 +135,7 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
 
     hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
     hf_logging.disable_progress_bar()
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(seeds.base_weights(spec.seed))
     if spec.model == "tiny":
         tok = HashTokenizer()
         config = LlamaConfig(
@@ -130,10 +151,10 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
         model = cls(config)
     elif spec.kind == "cls":
         model = AutoModelForSequenceClassification.from_pretrained(
-            spec.model, num_labels=spec.num_labels
+            model_dir(spec.model), num_labels=spec.num_labels
         )
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec.model)
+        model = AutoModelForCausalLM.from_pretrained(model_dir(spec.model))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = build_tokenizer(spec.model).pad_token_id
     return model.float().eval()
@@ -159,7 +180,7 @@ def lora_config(spec: ModelSpec) -> LoraConfig:
 def build_model(spec: ModelSpec) -> torch.nn.Module:
     """Base model + LoRA adapter (and trainable head for classification)."""
     base = build_base(spec)
-    torch.manual_seed(spec.seed + 1)  # identical adapter initialisation on every node
+    torch.manual_seed(seeds.adapter_init(spec.seed))  # identical g0 on every node
     try:
         with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
             warnings.simplefilter("ignore", FutureWarning)

@@ -54,21 +54,3 @@ def load_global(model, arrays: dict[str, np.ndarray]) -> None:
             weight.fedslim_w0 = weight.detach().clone()  # the untouched base, kept once
         with torch.no_grad():
             weight.copy_(weight.fedslim_w0 + torch.from_numpy(residual))
-
-
-def exact_residuals(
-    clients: list[dict],
-    weights: np.ndarray,
-    averaged: dict,
-    modules: list[tuple[str, str, str, float]],
-) -> dict[str, np.ndarray]:
-    """Per module: scaling * (sum_i w_i B_i A_i - mean(B) mean(A))."""
-    out = {}
-    for rkey, akey, bkey, scaling in modules:
-        exact = sum(
-            w * (c[bkey].astype(np.float64) @ c[akey])
-            for w, c in zip(weights, clients, strict=True)
-        )
-        approx = averaged[bkey].astype(np.float64) @ averaged[akey]
-        out[rkey] = (scaling * (exact - approx)).astype(np.float32)
-    return out

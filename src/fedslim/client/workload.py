@@ -1,0 +1,44 @@
+"""What every node of a run builds from the run config: the task's data and the model.
+
+The server and the clients must build the same base, the same seeded adapter ``g0`` and
+the same global layout, so both call these. The strategy's capabilities decide what the
+model looks like (FFA freezes A; exact aggregation adds residuals to the global state).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..config import RunConfig
+from ..task.data import TaskData, load_task
+from ..task.models import ModelSpec, build_model
+from ..task.residual import global_state
+
+
+def run_task(cfg: RunConfig) -> TaskData:
+    t = cfg.task
+    return load_task(
+        t.name, seed=cfg.seed, num_examples=t.num_examples, eval_fraction=t.eval_fraction
+    )
+
+
+def model_spec(cfg: RunConfig, task: TaskData, rank: int | None = None) -> ModelSpec:
+    return ModelSpec.from_config(
+        cfg.adapter,
+        seed=cfg.seed,
+        num_labels=task.num_labels,
+        kind=task.kind,
+        rank=rank,
+        freeze_a=cfg.strategy.spec.freezes_a,
+    )
+
+
+def run_model(cfg: RunConfig, task: TaskData, rank: int | None = None):
+    return build_model(model_spec(cfg, task, rank))
+
+
+def initial_global(cfg: RunConfig, model) -> OrderedDict[str, np.ndarray]:
+    """``g0``: the adapter (and zero residuals when the strategy needs them)."""
+    return global_state(model, exact=cfg.strategy.spec.base_residual)

@@ -1,0 +1,121 @@
+"""The ledger of a run: one row per client per round, one per round, and their CSV files.
+
+A column is a dataclass field: the CSV header, the CLI's table, the benchmarks and the
+simulator all read the rows through these classes, so adding a measurement (seconds,
+joules) is one field here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+OK = "ok"  # a ClientRow's status when its update was aggregated; otherwise the reason
+
+
+@dataclass
+class ClientRow:
+    """What one client sent, received and spent in one round (exact wire bytes)."""
+
+    round: int
+    client: int  # partition id (-1: a node that was never identified)
+    status: str = OK
+    num_examples: int = 0
+    train_loss: float = float("nan")
+    train_s: float = 0.0
+    flops: int = 0
+    uplink_bytes: int = 0  # the reply as Flower serializes it
+    downlink_bytes: int = 0  # the instruction as Flower serializes it
+    uplink_payload_bytes: int = 0  # the codec blob inside it
+    downlink_payload_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+@dataclass
+class RoundRow:
+    """The global adapter after a round, and the round's totals."""
+
+    round: int
+    accuracy: float
+    loss: float
+    uplink_bytes: int = 0
+    downlink_bytes: int = 0
+    uplink_payload_bytes: int = 0
+    downlink_payload_bytes: int = 0
+    clients: int = 0  # updates aggregated
+    dropped: int = 0
+    train_s: float = 0.0  # the slowest aggregated client's training
+    wall_s: float = 0.0
+
+    @classmethod
+    def of(
+        cls, rnd: int, metrics: dict[str, float], rows: list[ClientRow], wall_s: float
+    ) -> RoundRow:
+        """Totals of a round's client rows, with the global adapter's held-out metrics."""
+        ok = [r for r in rows if r.ok]
+        return cls(
+            round=rnd,
+            accuracy=metrics["accuracy"],
+            loss=metrics["loss"],
+            uplink_bytes=sum(r.uplink_bytes for r in rows),
+            downlink_bytes=sum(r.downlink_bytes for r in rows),
+            uplink_payload_bytes=sum(r.uplink_payload_bytes for r in rows),
+            downlink_payload_bytes=sum(r.downlink_payload_bytes for r in rows),
+            clients=len(ok),
+            dropped=len(rows) - len(ok),
+            train_s=max((r.train_s for r in ok), default=0.0),
+            wall_s=wall_s,
+        )
+
+
+Row = TypeVar("Row", ClientRow, RoundRow)
+
+
+def columns(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def to_dict(row: ClientRow | RoundRow) -> dict[str, Any]:
+    return dataclasses.asdict(row)
+
+
+def from_dict(cls: type[Row], values: dict[str, Any]) -> Row:
+    """A row from a dict or a CSV line: values are coerced to the field's type; keys the
+    class does not know are ignored and missing ones take their default."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            raw = values[f.name]
+            out[f.name] = int(float(raw)) if kind is int else kind(raw)
+    return cls(**out)
+
+
+def write_csv(path: Path, rows: list[ClientRow] | list[RoundRow], cls: type) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns(cls))
+        writer.writeheader()
+        writer.writerows(to_dict(r) for r in rows)
+    os.replace(tmp, path)
+
+
+def read_csv(path: Path, cls: type[Row]) -> list[Row]:
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        return [from_dict(cls, row) for row in csv.DictReader(fh)]
+
+
+def read_rounds(directory: Path) -> list[RoundRow]:
+    return read_csv(Path(directory) / "rounds.csv", RoundRow)
+
+
+def read_clients(directory: Path) -> list[ClientRow]:
+    return read_csv(Path(directory) / "clients.csv", ClientRow)
