@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/fedslim simulate --set num-supernodes=5 --set num-server-rounds=5 --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

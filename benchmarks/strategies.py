@@ -45,7 +45,7 @@ def main() -> None:
     base = make_base()
     rounds = base.pop("num_server_rounds", 5)
     t0 = time.perf_counter()
-    table: dict[tuple[str, str], list[list[dict]]] = {}
+    table: dict[tuple[str, str], list[list]] = {}
     for name in args.strategies:
         for codec in args.codecs:
             up, down = CODECS[codec]
@@ -65,7 +65,7 @@ def main() -> None:
                 table.setdefault((name, codec), []).append(rows)
                 print(
                     f"[{time.perf_counter() - t0:6.0f}s] {name} {codec} seed {seed}: "
-                    f"{rows[-1]['accuracy']:.3f}",
+                    f"{rows[-1].accuracy:.3f}",
                     flush=True,
                 )
     lines = report(table, args.case, len(args.seeds), rounds)
@@ -74,7 +74,7 @@ def main() -> None:
 
 
 def report(table: dict, case: str, seeds: int, rounds: int) -> list[str]:
-    best = max(statistics.mean(r[-1]["accuracy"] for r in runs) for runs in table.values())
+    best = max(statistics.mean(r[-1].accuracy for r in runs) for runs in table.values())
     lines = [
         f"{case}: {seeds} seeds, {rounds} rounds; 95% of best = {0.95 * best:.3f}",
         "| strategy | codec | final acc | rounds to 95% best | uplink | downlink |",
@@ -82,9 +82,7 @@ def report(table: dict, case: str, seeds: int, rounds: int) -> list[str]:
     ]
     for (name, codec), runs in table.items():
         reach = [
-            next(
-                (r["round"] for r in rows if r["round"] > 0 and r["accuracy"] >= 0.95 * best), None
-            )
+            next((r.round for r in rows if r.round > 0 and r.accuracy >= 0.95 * best), None)
             for rows in runs
         ]
         shown = (
@@ -92,9 +90,9 @@ def report(table: dict, case: str, seeds: int, rounds: int) -> list[str]:
             if all(x is not None for x in reach)
             else f"{sum(x is not None for x in reach)}/{len(runs)} reach"
         )
-        acc = statistics.mean(r[-1]["accuracy"] for r in runs)
-        up = statistics.mean(sum(r["uplink_bytes"] for r in rows) for rows in runs)
-        down = statistics.mean(sum(r["downlink_bytes"] for r in rows) for rows in runs)
+        acc = statistics.mean(r[-1].accuracy for r in runs)
+        up = statistics.mean(sum(r.uplink_bytes for r in rows) for rows in runs)
+        down = statistics.mean(sum(r.downlink_bytes for r in rows) for rows in runs)
         lines.append(
             f"| {name} | {codec} | {acc:.3f} | {shown} | {up / 1e3:,.1f} KB | "
             f"{down / 1e3:,.1f} KB |"

@@ -47,12 +47,12 @@ def test_unknown_key_lists_accepted_keys():
 
 def test_strings_are_typed_by_the_schema():
     run, sim = split_config(parse_assignments(["lr=0.1", "resume=true", "num-supernodes=3"]))
-    assert run.lr == 0.1 and run.resume is True and sim.num_supernodes == 3
+    assert run.task.lr == 0.1 and run.resume is True and sim.num_supernodes == 3
 
 
 def test_pyproject_defaults_match_the_dataclass():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert data["tool"]["flwr"]["app"]["config"] == RunConfig().to_mapping()
+    assert data["tool"]["flwr"]["app"]["config"] == RunConfig.of().to_mapping()
 
 
 def test_cli_fails_before_starting_on_bad_config(tmp_path):

@@ -33,7 +33,7 @@ class _Grid:
 
 def test_nodes_report_partition_and_rank():
     grid = _Grid({11: {"partition-id": 1, "lora-r": 4}, 22: {"partition-id": 0}})
-    nodes = discover(grid, RunConfig(lora_r=8))
+    nodes = discover(grid, RunConfig.of(lora_r=8))
     assert nodes.partitions == {11: 1, 22: 0}
     assert nodes.ranks == {1: 4, 0: 8}  # a node without lora-r gets the run config's
 
@@ -41,16 +41,16 @@ def test_nodes_report_partition_and_rank():
 @pytest.mark.parametrize(
     ("infos", "cfg", "match"),
     [
-        ({1: {"partition-id": 0}, 2: {"partition-id": 0}}, RunConfig(), "both report"),
-        ({1: {"partition-id": 0, "lora-r": 16}}, RunConfig(lora_r=8), "outside 1..8"),
+        ({1: {"partition-id": 0}, 2: {"partition-id": 0}}, RunConfig.of(), "both report"),
+        ({1: {"partition-id": 0, "lora-r": 16}}, RunConfig.of(lora_r=8), "outside 1..8"),
         (
             {1: {"partition-id": 0, "lora-r": 4}, 2: {"partition-id": 1}},
-            RunConfig(strategy="fedmedian"),
+            RunConfig.of(strategy="fedmedian"),
             "node config lora-r",
         ),
         (
             {1: {"partition-id": 0, "lora-r": 4}},
-            RunConfig(strategy="exact"),
+            RunConfig.of(strategy="exact"),
             "needs one rank",
         ),
     ],
@@ -68,4 +68,4 @@ def test_a_node_that_fails_to_start_is_named():
             return [Message(Error(code=0, reason="no data"), reply_to=m) for m in msgs]
 
     with pytest.raises(RuntimeError, match="node 7 failed to start: no data"):
-        discover(_Failing({7: {}}), RunConfig())
+        discover(_Failing({7: {}}), RunConfig.of())

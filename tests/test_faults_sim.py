@@ -16,7 +16,7 @@ def test_broken_replies_are_logged_and_dropped_and_the_run_completes(tmp_path):
     handler.emit = records.append
     logging.getLogger("flwr").addHandler(handler)
     try:
-        cfg = RunConfig(
+        cfg = RunConfig.of(
             out=str(tmp_path),
             num_server_rounds=2,
             num_examples=600,

@@ -9,13 +9,13 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from fedslim.cli import cli
+from fedslim.client.workload import model_spec, run_task
 from fedslim.config import RunConfig, SimulationConfig
-from fedslim.server.app import model_spec
 from fedslim.simulations.run import simulate
-from fedslim.task.adapters import base_fingerprint, get_adapter, layout, set_adapter
-from fedslim.task.data import load_task
+from fedslim.task.adapters import base_fingerprint, get_adapter, set_adapter
 from fedslim.task.models import build_base, build_model, build_tokenizer
 from fedslim.task.train import evaluate
+from fedslim.vectors import layout
 
 SIM = SimulationConfig(num_supernodes=2, num_cpus=2)
 BASE = dict(num_examples=600, local_steps=15, batch_size=16, lr=1e-2, seed=3)
@@ -23,7 +23,7 @@ BASE = dict(num_examples=600, local_steps=15, batch_size=16, lr=1e-2, seed=3)
 
 def _run(out, rounds, **kw):
     events = []
-    cfg = RunConfig(out=str(out), num_server_rounds=rounds, **BASE, **kw)
+    cfg = RunConfig.of(out=str(out), num_server_rounds=rounds, **BASE, **kw)
     summary = simulate(cfg, SIM, report=lambda e, p: events.append((e, p)))
     return cfg, summary, events
 
@@ -51,16 +51,14 @@ def test_federation_learns_and_writes_results(two_rounds):
     data = json.loads((out / "summary.json").read_text())
     assert data["final_accuracy"] == pytest.approx(float(rounds[-1]["accuracy"]))
     assert data["total_uplink_bytes"] == sum(int(c["uplink_bytes"]) for c in clients)
-    assert data["config"]["lora-r"] == cfg.lora_r
+    assert data["config"]["lora-r"] == cfg.adapter.lora_r
     assert [e for e, _ in events].count("round") == 3
 
 
 def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     out, cfg, summary, _ = two_rounds
-    task = load_task(
-        cfg.task, seed=cfg.seed, num_examples=cfg.num_examples, eval_fraction=cfg.eval_fraction
-    )
-    spec = model_spec(cfg, task.num_labels, task.kind)
+    task = run_task(cfg)
+    spec = model_spec(cfg, task)
     model = build_model(spec)
     final = load_file(str(out / "checkpoint" / "adapter.safetensors"))
     # what crossed the network fits exactly the adapter layout: no base tensor travels
@@ -71,7 +69,7 @@ def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     assert base_fingerprint(model) == base_fingerprint(build_model(spec))
     assert all(np.array_equal(base_before[k], v) for k, v in build_base(spec).state_dict().items())
     # the checkpointed adapter reproduces the reported accuracy
-    got = evaluate(model, task, build_tokenizer(cfg.model), max_length=cfg.max_length)
+    got = evaluate(model, task, build_tokenizer(cfg.adapter.model), max_length=cfg.task.max_length)
     assert got["accuracy"] == pytest.approx(summary["final_accuracy"])
     # a per-client upload is about the adapter's fp32 size (plus Flower's framing)
     clients = _rows(out / "clients.csv")

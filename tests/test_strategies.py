@@ -2,17 +2,19 @@
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ConfigRecord, Message
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedslim import protocol
 from fedslim.compression import ErrorFeedback, build, encode
 from fedslim.config import RunConfig
-from fedslim.records import arrays_to_record, record_to_arrays
+from fedslim.protocol import arrays_record as arrays_to_record
+from fedslim.protocol import record_arrays as record_to_arrays
 from fedslim.strategies.catalog import STRATEGIES, make
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.state import export_state, import_state
-from fedslim.transport import digest
+from fedslim.vectors import digest
 
 LAYOUT = (("a", (4, 3)), ("b", (5,)))
 N = 17
@@ -30,16 +32,18 @@ class _Grid:
 
 
 def _compressed(name, parts, views, **kw):
+    cfg = RunConfig.of(strategy=name)
     inner = make(
         name,
         partitions=parts,
         seed=0,
         fraction_train=1.0,
         min_train_nodes=1,
-        options=RunConfig(strategy=name).to_mapping(),
+        options=cfg.to_mapping(),
     )
     return inner, Compressed(
         inner,
+        client_options=cfg.strategy.client_options(),
         uplink=kw.pop("uplink", "none"),
         downlink=kw.pop("downlink", "none"),
         views=views,
@@ -79,16 +83,17 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twic
             if isinstance(delta, bytes)
             else ErrorFeedback(build(strategy.uplink)).encode(delta, None, seed=1)[0]
         )
-        values = {
-            "num-examples": (weights or {}).get(node, 10),
-            "train-loss": 1.0,
-            "train-s": 0.1,
-            "flops": 1,
-            **(metrics or {}).get(node, {}),
-        }
-        content = RecordDict({"config": ConfigRecord({"up": blob, "held": digest(held), **values})})
+        res = protocol.TrainRes(blob, digest(held), (weights or {}).get(node, 10), 1.0, 0.1, 1)
+        content = protocol.train_res_content(res)
+        for key, value in (metrics or {}).get(node, {}).items():  # hostile metrics, raw
+            content["config"][key] = value
         replies += [Message(content, reply_to=msgs[node])] * (2 if node in twice else 1)
     return strategy.aggregate_train(1, replies)
+
+
+def _dropped(strategy, node):
+    """Every reason a round's ledger gives for the node's replies."""
+    return " | ".join(r.status for r in strategy.rows if r.client == PARTS[node])
 
 
 def _round(strategy, updates, examples=None):
@@ -122,7 +127,7 @@ def test_sampling_is_seeded_and_by_partition():
             seed=5,
             fraction_train=0.67,
             min_train_nodes=1,
-            options=RunConfig().to_mapping(),
+            options=RunConfig.of().to_mapping(),
         )
         picks.append([s.sample(r) for r in range(1, 6)])
     assert picks[0] == picks[1] and all(len(p) == 2 for p in picks[0])
@@ -141,7 +146,7 @@ def test_hostile_updates_are_dropped_and_the_round_goes_on(delta, reason):
     arrays, _ = _round(strategy, {101: np.ones(N, np.float32), 202: encode("none", delta)})
     assert arrays is not None
     assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 1)
-    assert reason.lower() in strategy.dropped[202].lower()
+    assert reason.lower() in _dropped(strategy, 202).lower()
 
 
 @pytest.mark.parametrize(
@@ -158,7 +163,7 @@ def test_hostile_metrics_are_dropped_and_the_round_goes_on(metrics, reason):
     updates = {101: np.ones(N, np.float32), 202: 5 * np.ones(N, np.float32)}
     arrays, _ = _play(strategy, _glob(), updates, metrics={202: metrics})
     assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 1)
-    assert reason in strategy.dropped[202]
+    assert reason in _dropped(strategy, 202)
     assert 1 in strategy.held  # it provably holds what was sent: no resync next round
 
 
@@ -167,7 +172,7 @@ def test_a_second_reply_from_one_node_is_dropped():
     updates = {101: np.ones(N, np.float32), 202: 4 * np.ones(N, np.float32)}
     arrays, _ = _play(strategy, _glob(), updates, twice={202})
     assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 2.5)
-    assert "second reply" in strategy.dropped[202]
+    assert "second reply" in _dropped(strategy, 202)
 
 
 @pytest.mark.parametrize("name", ["fedavg", "fedadam", "exact"])
@@ -198,7 +203,7 @@ def test_fedprox_asks_clients_for_a_proximal_term():
     strategy = _strategy("fedprox")
     arrays = arrays_to_record({"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)})
     msgs = strategy.configure_train(1, arrays, ConfigRecord(), _Grid())
-    assert all(m.content["config"]["proximal-mu"] > 0 for m in msgs)
+    assert all(protocol.train_ins_from(m.content).options["proximal-mu"] > 0 for m in msgs)
 
 
 def test_exact_applies_the_weighted_mean_of_client_products():
@@ -296,7 +301,7 @@ def test_a_client_that_lost_sync_is_reset_to_the_initial_adapter():
     )
     strategy.aggregate_train(2, [failed])
     assert 0 not in strategy.held  # both ends restart from the seeded initial adapter
-    assert RESYNC in strategy.dropped[101]
+    assert RESYNC in next(r.status for r in strategy.rows if r.client == 0)
 
 
 @pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedavgm", "fedavg"])

@@ -20,7 +20,7 @@ CASES = [  # (run-config overrides, what must hold)
 
 @pytest.mark.parametrize(("overrides", "check"), CASES, ids=[str(c[0]) for c in CASES])
 def test_strategy_in_a_real_federation(tmp_path, overrides, check):
-    cfg = RunConfig(
+    cfg = RunConfig.of(
         out=str(tmp_path),
         num_server_rounds=2,
         num_examples=600,
@@ -48,7 +48,7 @@ def test_strategy_in_a_real_federation(tmp_path, overrides, check):
 def test_server_optimizer_resumes_exactly(tmp_path):
     """Moments travel in the checkpoint: 1 round + resume equals 2 rounds straight."""
     sim = SimulationConfig(num_supernodes=2, num_cpus=2)
-    cfg = RunConfig(num_examples=400, local_steps=5, seed=4, strategy="fedadam", server_lr=0.05)
+    cfg = RunConfig.of(num_examples=400, local_steps=5, seed=4, strategy="fedadam", server_lr=0.05)
     straight = cfg.replace(out=str(tmp_path / "straight"), num_server_rounds=2)
     simulate(straight, sim, report=lambda e, p: None)
     first = cfg.replace(out=str(tmp_path / "resumed"), num_server_rounds=1)

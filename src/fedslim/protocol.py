@@ -24,7 +24,7 @@ _ROUND, _DOWN, _MODE, _BASE = "server-round", "down", "down-mode", "base"
 _UP, _HELD = "up", "held"
 _EXAMPLES, _LOSS, _SECONDS, _FLOPS = "num-examples", "train-loss", "train-s", "flops"
 _INFO, _PARTITION, _PARTITIONS, _RANK = "info", "partition-id", "num-partitions", "lora-r"
-_STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim", "held", "residual"
+_STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim-node", "held", "residual"
 _ARRAYS, _METRICS = "arrays", "metrics"  # what Flower's FedAvg family aggregates
 MODES = ("keep", "full", "delta")
 RECORD_KEYS = frozenset(
@@ -108,13 +108,15 @@ def train_res_from(content: RecordDict) -> TrainRes:
     missing = [k for k in (_EXAMPLES, _LOSS, _SECONDS, _FLOPS) if k not in cfg]
     if missing:
         raise ProtocolError(f"metrics lack {missing}")
+    values = {k: _number(cfg, k) for k in (_EXAMPLES, _LOSS, _SECONDS, _FLOPS)}
+    examples = _int(cfg, _EXAMPLES, low=1, what="num-examples must be a positive integer")
     return TrainRes(
         blob=_bytes(cfg, _UP, what="update blob"),
         held=held,
-        num_examples=_int(cfg, _EXAMPLES, low=1, what="num-examples must be a positive integer"),
-        train_loss=_number(cfg, _LOSS),
-        train_s=_number(cfg, _SECONDS),
-        flops=int(_number(cfg, _FLOPS)),
+        num_examples=examples,
+        train_loss=values[_LOSS],
+        train_s=values[_SECONDS],
+        flops=int(values[_FLOPS]),
     )
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from fedslim.task.adapters import base_fingerprint, get_adapter, layout, set_adapter
+from fedslim.task.adapters import base_fingerprint, get_adapter, set_adapter
 from fedslim.task.data import load_task
 from fedslim.task.models import ModelSpec, build_model, build_tokenizer
 from fedslim.task.train import evaluate, train_local
+from fedslim.vectors import layout
 
 
 def _train(model, *, steps: int, seed: int, **kw):
@@ -111,7 +112,7 @@ def test_sft_trains_on_response_tokens(tmp_path):
 
 def test_ffa_freezes_a_and_sends_about_half():
     from fedslim.compression import encode
-    from fedslim.task.adapters import flatten
+    from fedslim.vectors import flatten
 
     ffa = build_model(ModelSpec(**{**SPEC.__dict__, "freeze_a": True}))
     a_before = {n: p.detach().clone() for n, p in ffa.named_parameters() if "lora_A" in n}
@@ -124,7 +125,7 @@ def test_ffa_freezes_a_and_sends_about_half():
 
 
 def test_proximal_term_keeps_the_adapter_closer_to_where_it_started():
-    from fedslim.task.adapters import flatten
+    from fedslim.vectors import flatten
 
     drift = {}
     for mu in (0.0, 50.0):

@@ -91,21 +91,11 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
     task = run_task(cfg)
     model = run_model(cfg, task)
     tok = build_tokenizer(cfg.adapter.model)
-    spec = cfg.strategy.spec
     initial = initial_global(cfg, model)
     arrays = initial
-    history = History()
-    start_round = 0
-    server_state: dict[str, np.ndarray] = {}
+    history, start_round, server_state = History(), 0, {}
     if cfg.resume:
-        ckpt = checkpoint.load(out / "checkpoint")
-        _check_resumable(ckpt.config, cfg)
-        if layout(ckpt.adapter) != layout(arrays):
-            raise ValueError("--resume: checkpointed adapter does not fit this model")
-        arrays, start_round = ckpt.adapter, ckpt.round
-        history = History.from_json(ckpt.history)
-        server_state = ckpt.server
-        log(INFO, "resuming from round %d in %s", start_round, out)
+        arrays, history, start_round, server_state = _resume(out, cfg, initial)
 
     def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
         load_global(model, adapter)
@@ -125,28 +115,8 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
             "startup_s": time.monotonic() - t0,
         },
     )
-    inner = catalog.make(
-        spec.name,
-        partitions=partitions,
-        seed=cfg.seed,
-        fraction_train=cfg.rounds.fraction_train,
-        min_train_nodes=cfg.rounds.min_train_clients,
-        options=cfg.to_mapping(),
-    )
-    if spec.base_residual:
-        inner.modules = lora_modules(model)
-    import_state(inner, server_state)
-    strategy = Compressed(
-        inner,
-        uplink=cfg.codecs.uplink,
-        downlink=cfg.codecs.downlink,
-        views=_views(cfg, model, initial, task, nodes.ranks),
-        partitions=partitions,
-        seed=cfg.seed,
-        client_options=cfg.strategy.client_options(),
-        min_replies=cfg.rounds.min_train_clients,
-        max_norm=cfg.rounds.max_update_norm,
-    )
+    strategy = _strategy(cfg, model, initial, task, nodes, server_state)
+    inner = strategy.inner
     if start_round == 0:
         row = RoundRow.of(0, central_eval(arrays), [], 0.0)
         history.rounds.append(row)
@@ -171,14 +141,47 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
             log(INFO, "target accuracy %.4f reached in round %d", target, rnd)
             break
 
-    summary = results.write_summary(
-        out,
-        history.rounds,
-        cfg.record(),
-        {"adapter_params": num_parameters(arrays), "nodes": len(partitions)},
-    )
+    extra = {"adapter_params": num_parameters(arrays), "nodes": len(partitions)}
+    summary = results.write_summary(out, history.rounds, cfg.record(), extra)
     report("end", summary)
     return summary
+
+
+def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[dict, History, int, dict]:
+    """(adapter, history, round, server state) of the checkpoint in ``out``."""
+    ckpt = checkpoint.load(out / "checkpoint")
+    _check_resumable(ckpt.config, cfg)
+    if layout(ckpt.adapter) != layout(initial):
+        raise ValueError("--resume: checkpointed adapter does not fit this model")
+    log(INFO, "resuming from round %d in %s", ckpt.round, out)
+    return ckpt.adapter, History.from_json(ckpt.history), ckpt.round, ckpt.server
+
+
+def _strategy(cfg: RunConfig, model, initial: dict, task, nodes, server_state) -> Compressed:
+    """The run's strategy inside ``Compressed``, with its server state restored."""
+    spec = cfg.strategy.spec
+    inner = catalog.make(
+        spec.name,
+        partitions=nodes.partitions,
+        seed=cfg.seed,
+        fraction_train=cfg.rounds.fraction_train,
+        min_train_nodes=cfg.rounds.min_train_clients,
+        options=cfg.to_mapping(),
+    )
+    if spec.base_residual:
+        inner.modules = lora_modules(model)
+    import_state(inner, server_state)
+    return Compressed(
+        inner,
+        uplink=cfg.codecs.uplink,
+        downlink=cfg.codecs.downlink,
+        views=_views(cfg, model, initial, task, nodes.ranks),
+        partitions=nodes.partitions,
+        seed=cfg.seed,
+        client_options=cfg.strategy.client_options(),
+        min_replies=cfg.rounds.min_train_clients,
+        max_norm=cfg.rounds.max_update_norm,
+    )
 
 
 def _views(cfg: RunConfig, model, initial: dict, task, ranks: dict[int, int]) -> RankMap:

@@ -66,6 +66,19 @@ def _quiet() -> None:
         logger.addFilter(_OwnWarningsOnly())
 
 
+def _backend(sim: SimulationConfig, verbose: bool) -> dict:
+    """Ray's settings: one client per ``cpus-per-client`` CPUs, quiet unless verbose."""
+    init_args: dict = {"include_dashboard": False}  # the dashboard costs seconds per start
+    if sim.num_cpus:
+        init_args["num_cpus"] = sim.num_cpus
+    if not verbose:
+        init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
+    return {
+        "client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
+        "init_args": init_args,
+    }
+
+
 def simulate(
     run: RunConfig,
     sim: SimulationConfig,
@@ -75,9 +88,7 @@ def simulate(
     client_app=None,
 ) -> dict:
     """Run the federation to the end; returns the run summary. Raises on failure.
-
-    ``client_app`` replaces fedslim's ClientApp (e.g. ``client.faults.faulty_app``).
-    """
+    ``client_app`` replaces fedslim's ClientApp (e.g. ``client.faults.faulty_app``)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
     from flwr.app import Context, RecordDict
     from flwr.common.constant import SUPERLINK_NODE_ID
@@ -100,15 +111,6 @@ def simulate(
 
     if not verbose:
         _quiet()
-    init_args: dict = {"include_dashboard": False}  # the dashboard costs seconds per start
-    if sim.num_cpus:
-        init_args["num_cpus"] = sim.num_cpus
-    if not verbose:
-        init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
-    backend = {
-        "client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
-        "init_args": init_args,
-    }
     config = run.to_mapping()
     with tempfile.TemporaryDirectory(prefix="fedslim-app-") as tmp:
         app_dir = write_app_dir(Path(tmp), run)
@@ -126,7 +128,7 @@ def simulate(
             client_app=client_app or default_client,
             server_app=server_app,
             backend_name="ray",
-            backend_config=backend,
+            backend_config=_backend(sim, verbose),
             server_app_context=context,
             app_dir=str(app_dir),
             run=flwr_run,
