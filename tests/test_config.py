@@ -20,6 +20,7 @@ BAD = [  # (values, key named in the error)
     ({"task": "text-cls:/no/such/file.csv"}, "task"),
     ({"task": "imagenet"}, "task"),
     ({"model": "/no/such/model"}, "model"),
+    ({"model": "package:no_such_model_package"}, "model"),
     ({"resume": "maybe"}, "resume"),
     ({"num-supernodes": "0"}, "num-supernodes"),
     ({"target-accuracy": "1.5"}, "target-accuracy"),
@@ -65,3 +66,30 @@ def test_cli_fails_before_starting_on_bad_config(tmp_path):
 def test_cli_rejects_malformed_assignment():
     result = CliRunner().invoke(cli, ["simulate", "--set", "lr"])
     assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_a_strategy_owns_its_options_and_the_record_keeps_only_those_it_reads():
+    fedavgm = RunConfig.of(strategy="fedavgm")
+    assert fedavgm.record()["server-momentum"] == 0.5 and "proximal-mu" not in fedavgm.record()
+    assert "server-momentum" not in RunConfig.of().record()
+    assert RunConfig.of(strategy="fedprox", proximal_mu=0.2).strategy.client_options() == {
+        "proximal-mu": 0.2
+    }
+    assert RunConfig.of().strategy.client_options() == {}
+
+
+def test_capabilities_replace_strategy_names():
+    from fedslim.strategies.catalog import STRATEGIES
+
+    assert [n for n, s in STRATEGIES.items() if s.freezes_a] == ["ffa"]
+    assert [n for n, s in STRATEGIES.items() if s.base_residual] == ["exact"]
+    mixers = {n for n, s in STRATEGIES.items() if s.one_rank is None}
+    assert mixers == {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedprox"}
+
+
+def test_flat_mapping_round_trips_and_replace_revalidates():
+    cfg = RunConfig.of(lora_r=4, strategy="fedadam", server_lr=0.05, uplink_codec="q8")
+    assert RunConfig.from_mapping(cfg.to_mapping()) == cfg
+    assert cfg.adapter.lora_r == 4 and cfg.codecs.uplink == "q8"
+    with pytest.raises(ConfigError, match="'lora-r'"):
+        cfg.replace(lora_r=0)

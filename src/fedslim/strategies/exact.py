@@ -19,7 +19,7 @@ from flwr.serverapp import Grid
 
 from ..protocol import aggregation_parts, arrays_record, record_arrays
 from .fedavg import AdapterFedAvg
-from .spec import StrategySpec
+from .spec import ONE_A, StrategySpec
 
 Module = tuple[str, str, str, float]  # (residual key, A key, B key, LoRA scaling)
 
@@ -64,9 +64,6 @@ class ExactLoRA(AdapterFedAvg):
 
 
 SPEC = StrategySpec(
-    name="exact",
-    help="FedEx-LoRA: the exact mean of B_i A_i via a residual folded into the base",
-    flower=ExactLoRA,
-    base_residual=True,
-    one_rank="one A shared by every node",
-)
+    "exact", "FedEx-LoRA: the exact mean of B_i A_i via a residual folded into the base",
+    ExactLoRA, base_residual=True, one_rank=ONE_A,
+)  # fmt: skip

@@ -10,13 +10,8 @@ from .spec import Option, StrategySpec
 
 # 0.01 on WordNet/MiniLM (8 clients, Dirichlet 0.5): 0.826 fp32 (fedavg 0.824) and the
 # smallest loss to compression of all strategies, 0.805 (benchmarks/strategies.py)
-PROXIMAL_MU = Option(
-    "proximal-mu",
-    0.01,
-    "fedprox proximal term weight on the clients",
-    "a float >= 0",
-    lambda v: v >= 0,
-)
+PROXIMAL_MU = Option("proximal-mu", 0.01, "fedprox proximal term weight on the clients",
+                     "a float >= 0", lambda v: v >= 0)  # fmt: skip
 
 SPEC = StrategySpec(
     name="fedprox",

@@ -6,12 +6,9 @@ every message carries half the LoRA values.
 
 from flwr.serverapp.strategy import FedAvg
 
-from .spec import StrategySpec
+from .spec import ONE_A, StrategySpec
 
 SPEC = StrategySpec(
-    name="ffa",
-    help="FFA-LoRA: A frozen, only B travels (exact averaging, half the bytes)",
-    flower=FedAvg,
-    freezes_a=True,
-    one_rank="one A shared by every node",
-)
+    "ffa", "FFA-LoRA: A frozen, only B travels (exact averaging, half the bytes)", FedAvg,
+    freezes_a=True, one_rank=ONE_A,
+)  # fmt: skip

@@ -9,20 +9,12 @@ from flwr.serverapp.strategy import FedMedian, FedTrimmedAvg, Krum
 from ..errors import ConfigError
 from .spec import Option, StrategySpec
 
-TRIM_BETA = Option(
-    "trim-beta",
-    0.2,  # Yin et al. (ICML 2018) cut a fixed fraction at each end; see README for tiny
-    "fedtrimmedavg: fraction cut at each end",
-    "a float in [0, 0.5)",
-    lambda v: 0 <= v < 0.5,
-)
-BYZANTINE = Option(
-    "byzantine-clients",
-    0,  # a threat model, not a tuning knob: 0 until the user says otherwise
-    "krum: clients assumed malicious",
-    "an integer >= 0",
-    lambda v: v >= 0,
-)
+# Yin et al. (ICML 2018) cut a fixed fraction at each end; see README for the tiny sweep
+TRIM_BETA = Option("trim-beta", 0.2, "fedtrimmedavg: fraction cut at each end",
+                   "a float in [0, 0.5)", lambda v: 0 <= v < 0.5)  # fmt: skip
+# a threat model, not a tuning knob: 0 until the user says otherwise
+BYZANTINE = Option("byzantine-clients", 0, "krum: clients assumed malicious",
+                   "an integer >= 0", lambda v: v >= 0)  # fmt: skip
 ONE_RANK = "rank-aware weighting needs a weighted mean"
 
 

@@ -46,19 +46,14 @@ FEDAVGM = StrategySpec(
     options=(SERVER_LR, SERVER_MOMENTUM),
     tuned={"server-lr": FEDAVGM_LR},
 )
-FEDADAM = StrategySpec(
-    name="fedadam",
-    help="Adam on the server over the mean delta",
-    flower=FedAdam,
-    kwargs=lambda o: {"eta": _lr(o, FEDADAM_LR), "eta_l": o["lr"]},
-    options=(SERVER_LR,),
-    tuned={"server-lr": FEDADAM_LR},
-)
-FEDYOGI = StrategySpec(
-    name="fedyogi",
-    help="Yogi on the server over the mean delta",
-    flower=FedYogi,
-    kwargs=lambda o: {"eta": _lr(o, FEDYOGI_LR), "eta_l": o["lr"]},
-    options=(SERVER_LR,),
-    tuned={"server-lr": FEDYOGI_LR},
-)
+
+
+def _adaptive(name: str, flower: type, lr: float) -> StrategySpec:
+    """FedAdam and FedYogi: the same pseudo-gradient step, another second moment."""
+    kwargs = lambda o: {"eta": _lr(o, lr), "eta_l": o["lr"]}  # noqa: E731
+    help_ = f"{flower.__name__[3:]} on the server over the mean delta"
+    return StrategySpec(name, help_, flower, kwargs, (SERVER_LR,), tuned={"server-lr": lr})
+
+
+FEDADAM = _adaptive("fedadam", FedAdam, FEDADAM_LR)
+FEDYOGI = _adaptive("fedyogi", FedYogi, FEDYOGI_LR)

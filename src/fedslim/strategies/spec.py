@@ -13,6 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError
 
+ONE_A = "one A shared by every node"  # why FFA and exact aggregation need one rank
+
 
 @dataclass(frozen=True)
 class Option:
