@@ -60,6 +60,7 @@ class Compressed(Strategy):
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
         self.sent: dict[int, np.ndarray] = {}  # rank -> this round's global, that rank's view
         self.asked: dict[int, tuple[Message, ClientRow]] = {}  # node -> instruction, its row
+        self.rows: list[ClientRow] = []  # the last round's, for callers of aggregate_train
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
