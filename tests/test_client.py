@@ -10,7 +10,6 @@ from fedslim.client.app import train
 from fedslim.compression import decode
 from fedslim.config import RunConfig
 from fedslim.records import wire_bytes
-from fedslim.transport import RESYNC
 from fedslim.vectors import digest
 
 
@@ -38,8 +37,8 @@ def _message(base: str, server_round=1):
 def test_first_contact_needs_no_download_and_state_persists():
     ctx = _context(uplink_codec="q4|zstd:3")
     probe = _context()
-    with pytest.raises(RuntimeError, match=RESYNC):  # learn g0's digest the hard way
-        train(_message("unknown"), probe)
+    # learn g0's digest the hard way: the node resets itself and says so, typed
+    assert protocol.is_resync(train(_message("unknown"), probe).content)
     g0 = protocol.load_state(probe.state).held
     reply = train(_message(digest(g0)), ctx)
     res = protocol.train_res_from(reply.content)
@@ -55,8 +54,7 @@ def test_first_contact_needs_no_download_and_state_persists():
 
 def test_a_diverged_copy_resets_to_g0_and_says_so():
     ctx = _context()
-    with pytest.raises(RuntimeError, match=RESYNC):
-        train(_message("not-what-i-hold"), ctx)
+    assert protocol.is_resync(train(_message("not-what-i-hold"), ctx).content)
     held = protocol.load_state(ctx.state).held
     reply = train(_message(digest(held), server_round=2), ctx)  # the next round works again
     assert protocol.train_res_from(reply.content).held == digest(held)

@@ -21,6 +21,13 @@ BAD = [  # (values, key named in the error)
     ({"task": "imagenet"}, "task"),
     ({"model": "/no/such/model"}, "model"),
     ({"model": "package:no_such_model_package"}, "model"),
+    ({"seed": "-1"}, "seed"),
+    ({"lr": "inf"}, "lr"),
+    ({"lr": "nan"}, "lr"),
+    ({"round-timeout-s": "inf"}, "round-timeout-s"),
+    ({"partition": "shards:0"}, "partition"),
+    ({"lora-r": "100000"}, "lora-r"),
+    ({"num-examples": str(10**12)}, "num-examples"),
     ({"resume": "maybe"}, "resume"),
     ({"num-supernodes": "0"}, "num-supernodes"),
     ({"target-accuracy": "1.5"}, "target-accuracy"),
@@ -93,3 +100,10 @@ def test_flat_mapping_round_trips_and_replace_revalidates():
     assert cfg.adapter.lora_r == 4 and cfg.codecs.uplink == "q8"
     with pytest.raises(ConfigError, match="'lora-r'"):
         cfg.replace(lora_r=0)
+
+
+def test_types_come_from_the_declaration_not_the_default():
+    run, _ = split_config({"lora-alpha": "16.5", "seed": "7"})
+    assert run.adapter.lora_alpha == 16.5 and run.seed == 7
+    with pytest.raises(ConfigError, match="'seed'"):
+        split_config({"seed": "7.5"})

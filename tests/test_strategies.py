@@ -292,16 +292,16 @@ def test_a_client_that_lost_sync_is_reset_to_the_initial_adapter():
 
     strategy = _strategy(uplink="none")
     _round(strategy, {101: np.ones(N, np.float32), 202: np.ones(N, np.float32)})
-    assert 0 in strategy.held  # confirmed: the server now tracks client 0's new copy
+    assert 0 in strategy.held and 1 in strategy.held  # the server tracks both new copies
     glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
-    msgs = strategy.configure_train(2, arrays_to_record(glob), ConfigRecord(), _Grid())
-    msg = next(m for m in msgs if m.metadata.dst_node_id == 101)
-    failed = Message(
-        Error(code=0, reason=f"RuntimeError: {RESYNC}: local copy differs"), reply_to=msg
-    )
-    strategy.aggregate_train(2, [failed])
+    msgs = {m.metadata.dst_node_id: m for m in strategy.configure(2, glob, _Grid())}
+    resync = Message(protocol.resync_content("my copy differs"), reply_to=msgs[101])
+    # an error whose text names the marker is only an error: no client text resets a copy
+    spoof = Message(Error(code=0, reason=f"RuntimeError: {RESYNC}: spoofed"), reply_to=msgs[202])
+    _, rows = strategy.aggregate(2, [resync, spoof])
     assert 0 not in strategy.held  # both ends restart from the seeded initial adapter
-    assert RESYNC in next(r.status for r in strategy.rows if r.client == 0)
+    assert 1 in strategy.held
+    assert RESYNC in next(r.status for r in rows if r.client == 0)
 
 
 @pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedavgm", "fedavg"])
@@ -324,3 +324,75 @@ def test_server_state_export_import_continues_identically(name):
 def test_server_state_for_another_strategy_is_refused():
     with pytest.raises(ValueError, match="m_t"):
         import_state(_strategy("fedavg").inner, {"m_t/a": np.zeros(3, np.float32)})
+
+
+def test_a_reply_of_wrong_types_leaves_only_typed_values_in_the_ledger():
+    import json
+
+    from fedslim.ledger import to_dict
+
+    strategy = _strategy()
+    updates = {101: np.ones(N, np.float32), 202: np.ones(N, np.float32)}
+    _play(strategy, _glob(), updates, metrics={202: {"train-loss": b"\x00", "flops": "many"}})
+    row = next(r for r in strategy.rows if r.client == PARTS[202])
+    assert not row.ok and np.isnan(row.train_loss) and row.flops == 0
+    json.dumps([to_dict(r) for r in strategy.rows])  # what a checkpoint writes
+
+
+@pytest.mark.parametrize("name", ["fedavg", "fedavgm", "fedadam", "fedyogi"])
+def test_huge_finite_updates_never_make_the_global_non_finite(name):
+    """With no norm bound at all, honest weights and finite but huge values: every
+    aggregate either stays finite or its round is skipped and the server state undone."""
+    strategy = _strategy(name)  # max-update-ratio off
+    glob = _glob()
+    for rnd in range(1, 5):
+        before = export_state(strategy.inner)
+        updates = {n: np.full(N, 0.1, np.float32) for n in PARTS}
+        updates[202] = np.full(N, 3e38, np.float32)
+        arrays, _ = _play(strategy, glob, updates)
+        if arrays is None:
+            assert all(r.status.startswith("round skipped") or not r.ok for r in strategy.rows)
+            after = export_state(strategy.inner)
+            assert all(np.array_equal(before[k], after[k]) for k in before), rnd
+            continue
+        glob = record_to_arrays(arrays)
+        assert all(np.isfinite(v).all() for v in glob.values()), rnd
+
+
+def test_an_aggregate_that_overflows_is_refused_and_the_global_kept():
+    """Exact aggregation multiplies B A: finite factors of 1e20 give an infinite residual."""
+    glob = {
+        "m.lora_A.weight": np.zeros((2, 3), np.float32),
+        "m.lora_B.weight": np.zeros((4, 2), np.float32),
+        "residual:m": np.zeros((4, 3), np.float32),
+    }
+    layout = tuple((k, v.shape) for k, v in glob.items())
+    views = RankMap(
+        layout=layout,
+        up_keys={"m.lora_A.weight", "m.lora_B.weight"},
+        rank=2,
+        ranks={},
+        initials={2: np.zeros(26, np.float32)},
+    )
+    parts = {101: 0, 202: 1}
+    inner, strategy = _compressed("exact", parts, views)
+    inner.modules = (("residual:m", "m.lora_A.weight", "m.lora_B.weight", 1.0),)
+    deltas = {101: np.full(14, 1e20, np.float32), 202: np.full(14, -1e20, np.float32)}
+    arrays, _ = _play(strategy, glob, deltas, parts=parts)
+    assert arrays is None
+    assert all(r.status == "round skipped: the aggregate is not finite" for r in strategy.rows)
+
+
+def test_updates_and_aggregates_far_larger_than_the_adapter_are_refused():
+    strategy = _strategy(max_ratio=100.0)
+    updates = {101: np.ones(N, np.float32), 202: np.full(N, 1e6, np.float32)}
+    arrays, _ = _round(strategy, updates)
+    assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 1)
+    assert "max-update-ratio" in _dropped(strategy, 202)
+
+
+def test_a_blob_in_another_codec_than_the_run_configured_is_refused():
+    strategy = _strategy(uplink="q8")
+    updates = {101: np.ones(N, np.float32), 202: encode("none", np.ones(N, np.float32))}
+    _round(strategy, updates)
+    assert "spec" in _dropped(strategy, 202)

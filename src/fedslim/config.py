@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -39,9 +40,10 @@ def _check(ok: bool, key: str, accepted: str, got: Any = None) -> None:
         raise ConfigError(f"config key '{key}': expected {accepted}{shown}")
 
 
-_PARTITION = re.compile(r"^(iid|dirichlet:(\d+(\.\d*)?|\.\d+)|shards:\d+)$")
+_PARTITION = re.compile(r"^(iid|dirichlet:(\d+(\.\d*)?|\.\d+)|shards:[1-9]\d*)$")
 _TASK = re.compile(r"^(template-cls|wordnet|(text-cls|sft):.+)$")
 PACKAGE = "package:"  # model = "package:NAME": an installed package that ships a model folder
+MAX_RANK = 1024  # far above any LoRA in use; a typo beyond it would exhaust memory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +70,7 @@ class TaskConfig:
             if self.name.startswith(prefix):
                 path = self.name[len(prefix) :]
                 _check(Path(path).is_file(), "task", f'"{prefix}FILE" with an existing file', path)
-        _check(self.num_examples >= 20, "num-examples", "an integer >= 20")
+        _check(20 <= self.num_examples <= 10**7, "num-examples", "an integer in 20..10^7")
         _check(0.0 < self.eval_fraction < 1.0, "eval-fraction", "a float in (0, 1)")
         _check(
             bool(_PARTITION.match(self.partition)), "partition", _PARTITION_FORMS, self.partition
@@ -76,14 +78,14 @@ class TaskConfig:
         if self.partition.startswith("dirichlet:"):
             alpha = float(self.partition.split(":")[1])
             _check(alpha > 0, "partition", "ALPHA > 0", self.partition)
-        _check(self.max_length >= 4, "max-length", "an integer >= 4")
-        _check(self.local_steps >= 1, "local-steps", "an integer >= 1")
-        _check(self.batch_size >= 1, "batch-size", "an integer >= 1")
+        _check(4 <= self.max_length <= 65536, "max-length", "an integer in 4..65536")
+        _check(1 <= self.local_steps <= 10**6, "local-steps", "an integer in 1..10^6")
+        _check(1 <= self.batch_size <= 65536, "batch-size", "an integer in 1..65536")
         _check(self.lr > 0, "lr", "a float > 0")
 
 
 _TASK_FORMS = '"template-cls", "wordnet", "text-cls:FILE" or "sft:FILE"'
-_PARTITION_FORMS = '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N"'
+_PARTITION_FORMS = '"iid", "dirichlet:ALPHA" (ALPHA > 0) or "shards:N" (N >= 1)'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +98,7 @@ class AdapterConfig:
         "tiny",
     )
     lora_r: int = _key("LoRA rank", 8)
-    lora_alpha: float = _key("LoRA scaling numerator (scale = alpha / r)", 16)
+    lora_alpha: float = _key("LoRA scaling numerator (scale = alpha / r)", 16.0)
     lora_targets: str = _key(
         'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
         "auto",
@@ -125,7 +127,7 @@ class AdapterConfig:
                 '"tiny" or an existing model directory',
                 self.model,
             )
-        _check(self.lora_r >= 1, "lora-r", "an integer >= 1")
+        _check(1 <= self.lora_r <= MAX_RANK, "lora-r", f"an integer in 1..{MAX_RANK}")
         _check(self.lora_alpha > 0, "lora-alpha", "a float > 0")
         try:
             parse_ranks(self.lora_ranks, self.lora_r)
@@ -170,17 +172,23 @@ class RoundsConfig:
     min_train_clients: int = _key("valid replies a round needs, else it is skipped", 1)
     round_timeout_s: float = _key("seconds to wait for replies; late ones are dropped", 600.0)
     max_update_norm: float = _key("drop an update whose L2 norm exceeds this (0 = off)", 0.0)
+    max_update_ratio: float = _key(
+        "drop an update, or skip a round's aggregate, whose L2 norm exceeds this multiple of "
+        "the adapter's (at least 1; 0 = off)",
+        100.0,
+    )
     target_accuracy: float = _key(
         "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
         0.0,
     )
 
     def __post_init__(self) -> None:
-        _check(self.num_server_rounds >= 1, "num-server-rounds", "an integer >= 1")
+        _check(1 <= self.num_server_rounds <= 10**6, "num-server-rounds", "an integer in 1..10^6")
         _check(0.0 < self.fraction_train <= 1.0, "fraction-train", "a float in (0, 1]")
         _check(self.min_train_clients >= 1, "min-train-clients", "an integer >= 1")
         _check(self.round_timeout_s > 0, "round-timeout-s", "a float > 0")
         _check(self.max_update_norm >= 0, "max-update-norm", "a float >= 0 (0 = off)")
+        _check(self.max_update_ratio >= 0, "max-update-ratio", "a float >= 0 (0 = off)")
         _check(0.0 <= self.target_accuracy <= 1.0, "target-accuracy", "a float in [0, 1]")
 
 
@@ -239,6 +247,7 @@ class RunConfig:
     resume: bool = _key("continue the run in `out` from its last checkpoint", False)
 
     def __post_init__(self) -> None:
+        _check(0 <= self.seed < 2**32, "seed", "an integer in 0..2^32-1", self.seed)
         refusal = catalog.mixed_ranks_refusal(self.strategy.name)
         _check(
             not (self.adapter.heterogeneous and refusal),
@@ -260,8 +269,8 @@ class RunConfig:
             )
         parts: dict[str, dict[str, Any]] = {name: {} for name in (*SECTIONS, "run", "options")}
         for key, raw in values.items():
-            section, name, default = keys[key]
-            parts[section][name] = _typed(key, default, raw)
+            section, name, kind = keys[key]
+            parts[section][name] = _typed(key, kind, raw)
         sections = {name: kind(**parts[name]) for name, kind in SECTIONS.items()}
         options = {k: o.default for k, o in catalog.OPTIONS.items()} | parts["options"]
         strategy_name = parts["run"].pop("strategy", "fedavg")
@@ -300,19 +309,22 @@ class RunConfig:
         )
 
 
-def flat_keys() -> dict[str, tuple[str, str, Any]]:
-    """Flat key -> (section, field name, default) for every run-config key."""
-    keys: dict[str, tuple[str, str, Any]] = {}
+def flat_keys() -> dict[str, tuple[str, str, type]]:
+    """Flat key -> (section, field name, declared type) for every run-config key."""
+    keys: dict[str, tuple[str, str, type]] = {}
     for section, kind in SECTIONS.items():
         for f in dataclasses.fields(kind):
-            keys[f.metadata["key"] or _kebab(f.name)] = (section, f.name, f.default)
-    keys["strategy"] = ("run", "strategy", "fedavg")
+            keys[f.metadata["key"] or _kebab(f.name)] = (section, f.name, _TYPES[f.type])
+    keys["strategy"] = ("run", "strategy", str)
     for f in dataclasses.fields(RunConfig):
         if f.name not in (*SECTIONS, "strategy"):
-            keys[_kebab(f.name)] = ("run", f.name, f.default)
+            keys[_kebab(f.name)] = ("run", f.name, _TYPES[f.type])
     for key, option in catalog.OPTIONS.items():
-        keys[key] = ("options", key, option.default)
+        keys[key] = ("options", key, type(option.default))
     return keys
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # annotations are strings
 
 
 def help_texts() -> dict[str, str]:
@@ -347,7 +359,7 @@ class SimulationConfig:
                 raise ConfigError(
                     f"unknown config key '{key}'; accepted keys: {', '.join(sorted(known))}"
                 )
-            out[known[key].name] = _typed(key, known[key].default, raw)
+            out[known[key].name] = _typed(key, _TYPES[known[key].type], raw)
         return cls(**out)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -365,9 +377,9 @@ def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
-def _typed(key: str, default: Any, raw: Any) -> Any:
-    """Coerce a value (TOML-typed or a CLI string) to the type of the key's default."""
-    kind = type(default)
+def _typed(key: str, kind: type, raw: Any) -> Any:
+    """Coerce a value (TOML-typed or a CLI string) to the key's declared type; a float
+    must be finite (inf and nan are never a sensible setting)."""
     try:
         if kind is bool:
             if isinstance(raw, str):
@@ -385,7 +397,7 @@ def _typed(key: str, default: Any, raw: Any) -> Any:
                 raise ValueError(raw)
             return int(raw)
         if kind is float:
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or not math.isfinite(float(raw)):
                 raise ValueError(raw)
             return float(raw)
         return str(raw)

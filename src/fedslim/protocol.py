@@ -26,11 +26,12 @@ _EXAMPLES, _LOSS, _SECONDS, _FLOPS = "num-examples", "train-loss", "train-s", "f
 _INFO, _PARTITION, _PARTITIONS, _RANK = "info", "partition-id", "num-partitions", "lora-r"
 _STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim-node", "held", "residual"
 _ARRAYS, _METRICS = "arrays", "metrics"  # what Flower's FedAvg family aggregates
+_RESYNC = "resync"
 MODES = ("keep", "full", "delta")
 RECORD_KEYS = frozenset(
     {_MAIN, _ROUND, _DOWN, _MODE, _BASE, _UP, _HELD, _EXAMPLES, _LOSS, _SECONDS, _FLOPS}
     | {_INFO, _PARTITION, _PARTITIONS, _RANK, _STATE, _STATE_HELD, _STATE_RESIDUAL}
-    | {_ARRAYS, _METRICS}
+    | {_ARRAYS, _METRICS, _RESYNC}
 )
 
 
@@ -118,6 +119,16 @@ def train_res_from(content: RecordDict) -> TrainRes:
         train_s=values[_SECONDS],
         flops=int(values[_FLOPS]),
     )
+
+
+def resync_content(reason: str) -> RecordDict:
+    """A node's answer when its copy is not what the server thinks: it has reset itself to
+    ``g0`` and the server must too. A typed reply, so no error text can trigger it."""
+    return RecordDict({_MAIN: ConfigRecord({_RESYNC: reason})})
+
+
+def is_resync(content: RecordDict) -> bool:
+    return _MAIN in content.config_records and _RESYNC in content[_MAIN]
 
 
 def blob_bytes(msg: Message, *, instruction: bool) -> int:

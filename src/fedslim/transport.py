@@ -61,9 +61,12 @@ def apply_downlink(blob: bytes, mode: str, held: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown downlink mode {mode!r}")
 
 
-def reconstruct(blob: bytes, held: np.ndarray) -> np.ndarray:
-    """A client's local adapter from its uplink delta blob and the vector it started from."""
-    delta = decode(blob, max_elements=held.size)
+def reconstruct(blob: bytes, held: np.ndarray, *, spec: str | None = None) -> np.ndarray:
+    """A client's local adapter from its uplink delta blob and the vector it started from.
+
+    With ``spec`` the blob must have been made by that pipeline: a client cannot pick
+    another codec (raw fp32, say) than the one the run configured."""
+    delta = (build(spec).decode if spec else decode)(blob, max_elements=held.size)
     if delta.size != held.size:
         raise ValueError(f"update carries {delta.size} values, the adapter has {held.size}")
     return (held + delta).astype(np.float32)

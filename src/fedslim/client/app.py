@@ -22,7 +22,7 @@ from ..task.models import build_tokenizer
 from ..task.partition import partition_indices
 from ..task.residual import load_global
 from ..task.train import train_local
-from ..transport import RESYNC, apply_downlink
+from ..transport import apply_downlink
 from ..vectors import digest, flatten, layout, unflatten
 from .workload import initial_global, run_model, run_task
 
@@ -62,7 +62,8 @@ def train(msg: Message, context: Context) -> Message:
     state = protocol.load_state(context.state) or protocol.NodeState(flatten(initial), None)
     if digest(state.held) != ins.base:  # start over from g0, as will the server
         protocol.save_state(context.state, protocol.NodeState(flatten(initial), None))
-        raise RuntimeError(f"{RESYNC}: local copy differs from the server's; reset to g0")
+        reason = "local copy differs from the server's; reset to g0"
+        return Message(protocol.resync_content(reason), reply_to=msg)
     held = apply_downlink(ins.blob, ins.mode, state.held)
     load_global(model, unflatten(held, layout(initial)))
     result = train_local(

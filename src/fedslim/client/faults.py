@@ -15,6 +15,7 @@ from flwr.clientapp import ClientApp
 
 from .. import protocol
 from ..compression import decode, encode
+from ..compression.wire import loads
 from . import app as client
 
 KINDS = ("garbage", "truncate", "bitflip", "nan", "huge", "wrong-size", "no-metrics", "error")
@@ -22,6 +23,7 @@ KINDS = ("garbage", "truncate", "bitflip", "nan", "huge", "wrong-size", "no-metr
 
 def _broken_blob(kind: str, blob: bytes, rng: np.random.Generator) -> bytes:
     n = decode(blob, max_elements=1 << 30).size
+    spec = loads(blob, max_elements=n).spec  # the run's own codec, which the server enforces
     if kind == "garbage":
         return rng.bytes(len(blob))
     if kind == "truncate":
@@ -30,12 +32,12 @@ def _broken_blob(kind: str, blob: bytes, rng: np.random.Generator) -> bytes:
         raw = bytearray(blob)
         raw[len(raw) // 2] ^= 0x10
         return bytes(raw)
-    if kind == "nan":
+    if kind == "nan":  # only a lossless pipeline carries NaN: raw fp32, whatever the run's
         return encode("none", np.full(n, np.nan, np.float32))
     if kind == "huge":
-        return encode("none", np.full(n, 1e30, np.float32))
+        return encode(spec, np.full(n, 1e30, np.float32))
     if kind == "wrong-size":
-        return encode("none", np.zeros(n + 7, np.float32))
+        return encode(spec, np.ones(n + 7, np.float32))
     return blob
 
 

@@ -32,6 +32,8 @@ _KEY = re.compile(rb"[!-~]{1,64}\Z")  # printable ASCII, no spaces
 _MAX_ARRAYS = 64
 _MAX_NDIM = 8
 _MAX_VARINT = 9  # bytes: 63 bits, above any index a bounded n allows
+# most bytes an array table can take: count, then per array its name, codes, shape, offsets
+TABLE_BOUND = 2 + _MAX_ARRAYS * (1 + 64 + 3 + 8 * _MAX_NDIM + 16)
 
 
 def payload_bound(n: int) -> int:

@@ -60,7 +60,10 @@ def loads(blob: bytes, *, max_elements: int) -> Frame:
     """Parse and validate a blob; WireFormatError for anything but a well-formed frame."""
     if not isinstance(max_elements, int | np.integer) or max_elements < 1:
         raise ValueError(f"max_elements must be a positive int, got {max_elements!r}")
-    blob = _view(blob)
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise WireFormatError(f"a blob is bytes, got {type(blob).__name__}")
+    if len(blob) < _FIXED.size + _CRC.size:
+        raise WireFormatError(f"truncated blob ({len(blob)} bytes)")
     magic, version, n, seed, spec_len = _FIXED.unpack_from(blob, 0)
     if magic != MAGIC:
         raise WireFormatError(f"bad magic {magic!r} (expected {MAGIC!r})")
@@ -70,6 +73,11 @@ def loads(blob: bytes, *, max_elements: int) -> Frame:
         raise WireFormatError(f"blob declares n={n}, allowed 1..{max_elements}")
     if spec_len > MAX_SPEC or len(blob) < _FIXED.size + spec_len + _CRC.size + 2:
         raise WireFormatError(f"truncated blob ({len(blob)} bytes, spec of {spec_len})")
+    if len(blob) > max_blob_bytes(n):  # before any work: cost follows n, not the blob
+        raise WireFormatError(
+            f"blob of {len(blob)} bytes exceeds {max_blob_bytes(n)}, the most n={n} values take"
+        )
+    blob = _view(blob)
     (crc,) = _CRC.unpack_from(blob, len(blob) - _CRC.size)
     view = blob[: len(blob) - _CRC.size]
     if zlib.crc32(view) != crc:
@@ -82,11 +90,12 @@ def loads(blob: bytes, *, max_elements: int) -> Frame:
     return Frame(spec=spec, seed=seed, n=n, packet=packet)
 
 
+def max_blob_bytes(n: int) -> int:
+    """The longest well-formed blob for ``n`` values: header, spec, array table, the
+    largest legitimate payload (``packing.payload_bound``) and the CRC."""
+    return _FIXED.size + MAX_SPEC + packing.TABLE_BOUND + packing.payload_bound(n) + _CRC.size
+
+
 def _view(blob: bytes | bytearray | memoryview) -> memoryview:
-    if not isinstance(blob, bytes | bytearray | memoryview):
-        raise WireFormatError(f"a blob is bytes, got {type(blob).__name__}")
     # a bytearray would let decoded views alias a buffer the caller may still change
-    view = memoryview(blob if isinstance(blob, bytes) else bytes(blob))
-    if len(view) < _FIXED.size + _CRC.size:
-        raise WireFormatError(f"truncated blob ({len(view)} bytes)")
-    return view
+    return memoryview(blob if isinstance(blob, bytes) else bytes(blob))

@@ -181,6 +181,7 @@ def _strategy(cfg: RunConfig, model, initial: dict, task, nodes, server_state) -
         client_options=cfg.strategy.client_options(),
         min_replies=cfg.rounds.min_train_clients,
         max_norm=cfg.rounds.max_update_norm,
+        max_ratio=cfg.rounds.max_update_ratio,
     )
 
 

@@ -27,11 +27,13 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from .. import protocol, seeds
+from ..compression.wire import max_blob_bytes
 from ..ledger import ClientRow
 from ..records import wire_bytes
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
 from .ranks import RankMap
+from .state import restore, snapshot
 
 NO_REPLY = "no reply before the round timeout"
 
@@ -49,6 +51,7 @@ class Compressed(Strategy):
         client_options: dict[str, float] | None = None,
         min_replies: int = 1,
         max_norm: float = 0.0,
+        max_ratio: float = 0.0,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         self.views, self.seed = views, seed
@@ -56,6 +59,7 @@ class Compressed(Strategy):
         self.client_options = dict(client_options or {})  # sent in every instruction
         self.min_replies = min_replies  # fewer valid replies than this: the round is skipped
         self.max_norm = max_norm  # an update (local - sent) longer than this is dropped
+        self.max_ratio = max_ratio  # ... or longer than this multiple of the adapter sent
         self.held: dict[int, np.ndarray] = {}  # partition id -> vector the client holds
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
         self.sent: dict[int, np.ndarray] = {}  # rank -> this round's global, that rank's view
@@ -136,9 +140,12 @@ class Compressed(Strategy):
                 self.min_replies,
             )
             return None, rows
-        return self._merge(server_round, accepted), rows
+        ok_rows = [r for r in rows if r.ok]
+        return self._merge(server_round, accepted, ok_rows), rows
 
-    def _merge(self, server_round: int, accepted: list) -> dict[str, np.ndarray] | None:
+    def _merge(
+        self, server_round: int, accepted: list, rows: list[ClientRow]
+    ) -> dict[str, np.ndarray] | None:
         weighted = [
             (self.views.of(p), local, float(res.num_examples)) for _, p, res, local in accepted
         ]
@@ -147,8 +154,32 @@ class Compressed(Strategy):
             Message(protocol.aggregation_content(arrays, res), reply_to=self.asked[node][0])
             for (node, _, res, _), arrays in zip(accepted, merged, strict=True)
         ]
+        saved = snapshot(self.inner)
         record, _ = self.inner.aggregate_train(server_round, inner_replies)
-        return None if record is None else protocol.record_arrays(record)
+        if record is None:
+            return None
+        new = protocol.record_arrays(record)
+        reason = self._refusal(flatten(new))
+        if reason:  # undo what the inner strategy learnt from this round, keep the global
+            restore(self.inner, saved)
+            log(WARNING, "round %d skipped: %s", server_round, reason)
+            for row in rows:
+                row.status = f"round skipped: {reason}"
+            return None
+        return new
+
+    def _refusal(self, new: np.ndarray) -> str | None:
+        """Why an aggregate must not become the global adapter (None: it may)."""
+        if not np.isfinite(new).all():
+            return "the aggregate is not finite"
+        before = self.sent[self.views.rank]
+        step = float(np.linalg.norm(new - before))
+        if self.max_ratio and step > self.max_ratio * _scale(before):
+            return (
+                f"the aggregate moved {step:.3g}, over max-update-ratio {self.max_ratio:g} x "
+                f"the adapter's {_scale(before):.3g}"
+            )
+        return None
 
     def _row(self, server_round: int, node: int, part: int | None, msg: Message) -> ClientRow:
         asked = self.asked.get(node)
@@ -156,35 +187,52 @@ class Compressed(Strategy):
             row = dataclasses.replace(asked[1])
         else:
             row = ClientRow(round=server_round, client=-1 if part is None else part)
-        row.uplink_bytes = wire_bytes(msg)
         row.uplink_payload_bytes = protocol.blob_bytes(msg, instruction=False)
+        if part in self.pending and row.uplink_payload_bytes > self._blob_limit(part):
+            row.uplink_bytes = row.uplink_payload_bytes  # a lower bound: serializing the
+            return row  # message again to measure it would cost a multiple of its size
+        row.uplink_bytes = wire_bytes(msg)
         return row
+
+    def _up_size(self, part: int) -> int:
+        """Values a client's update holds: the trainable head of its view."""
+        return size_of(self.views.client_layout(self.views.of(part), up=True))
+
+    def _blob_limit(self, part: int) -> int:
+        return max_blob_bytes(self._up_size(part))
 
     def _decode(self, msg: Message, part: int | None) -> tuple[protocol.TrainRes, np.ndarray]:
         if part is None or part not in self.pending:
             raise ValueError("reply from a node that was not asked this round")
         if msg.has_error():
             raise ValueError(f"client error: {msg.error.reason}")
+        if protocol.is_resync(msg.content):
+            self.held.pop(part, None)  # the client reset itself to g0; so do we
+            raise ValueError(f"{RESYNC}: the client's copy differed; both ends restart at g0")
         if protocol.train_res_held(msg.content) != digest(self.pending[part]):
             raise ValueError("client trained from another adapter than the one sent")
         self.held[part] = self.pending[part]  # proven: it holds what was sent, used or not
         res = protocol.train_res_from(msg.content)
+        if len(res.blob) > self._blob_limit(part):
+            raise ValueError(f"update blob of {len(res.blob)} bytes exceeds the adapter's bound")
         # clients send the leading (trainable) part of their view; residuals only go down
-        rank = self.views.of(part)
-        start = self.sent[rank][: size_of(self.views.client_layout(rank, up=True))]
-        local = reconstruct(res.blob, start)
+        start = self.sent[self.views.of(part)][: self._up_size(part)]
+        local = reconstruct(res.blob, start, spec=self.uplink)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
         norm = float(np.linalg.norm(local - start))
         if self.max_norm and norm > self.max_norm:
             raise ValueError(f"update norm {norm:.3g} exceeds max-update-norm {self.max_norm:g}")
+        if self.max_ratio and norm > self.max_ratio * _scale(start):
+            raise ValueError(
+                f"update norm {norm:.3g} exceeds max-update-ratio {self.max_ratio:g} x the "
+                f"adapter's {_scale(start):.3g}"
+            )
         return res, local
 
     def _drop(
         self, server_round: int, node: int, part: int | None, reason: str, row: ClientRow
     ) -> None:
-        if RESYNC in reason and part is not None:
-            self.held.pop(part, None)  # the client reset itself to g0; so do we
         row.status = reason
         log(
             WARNING,
@@ -214,3 +262,9 @@ class Compressed(Strategy):
 
     def summary(self) -> None:
         self.inner.summary()
+
+
+def _scale(vec: np.ndarray) -> float:
+    """The norm updates are measured against (at least 1, so a near-zero adapter such as
+    LoRA's B = 0 at the start does not forbid the first steps)."""
+    return max(float(np.linalg.norm(vec)), 1.0)

@@ -9,6 +9,8 @@ not checkpointed, see the README). Strategies without such state export nothing.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from flwr.serverapp.strategy import Strategy
 
@@ -43,3 +45,18 @@ def import_state(strategy: Strategy, tensors: dict[str, np.ndarray]) -> None:
             setattr(strategy, attr, [values[k] for k in sorted(values)])
         else:
             setattr(strategy, attr, dict(values))
+
+
+# everything a Flower strategy of the catalog changes while aggregating (FedAvgM and
+# FedOpt track the last aggregate in current_arrays, exact aggregation in current)
+_MUTABLE = (*DICT_STATE, *LIST_STATE, "current_arrays", "current")
+
+
+def snapshot(strategy: Strategy) -> dict:
+    """A deep copy of the state aggregation changes, to undo a rejected round."""
+    return {k: copy.deepcopy(v) for k, v in vars(strategy).items() if k in _MUTABLE}
+
+
+def restore(strategy: Strategy, saved: dict) -> None:
+    for key, value in saved.items():
+        setattr(strategy, key, value)
