@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedslim simulate --set num-supernodes=5 --set num-server-rounds=5 --out runs/demo
+	$(BIN)/fedslim simulate --set num-supernodes=5 --set num-server-rounds=5 --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/lint-imports

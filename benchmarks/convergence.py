@@ -97,7 +97,8 @@ def run_once(
         "out": str(out),
     }
     cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
-    if fresh or not _done(out, cfg):
+    if fresh or not _done(out, cfg):  # replaces a stale or partial run in `out`
+        cfg = cfg.replace(overwrite=True)
         simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
     return read_rounds(out)
 
@@ -107,8 +108,10 @@ def _done(out: Path, cfg: RunConfig) -> bool:
         saved = json.loads((out / "summary.json").read_text())["config"]
     except (OSError, ValueError, KeyError):
         return False
-    now = cfg.record()
-    return all(saved.get(k) == v for k, v in now.items() if k != "out")
+    # a key added since the run was stored counts as its default (defaults keep the old
+    # behaviour when keys are added)
+    default = RunConfig().to_mapping()
+    return all(saved.get(k, default[k]) == v for k, v in cfg.record().items() if k != "out")
 
 
 def to_target(rows: list[RoundRow], target: float) -> dict | None:

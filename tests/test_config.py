@@ -107,3 +107,23 @@ def test_types_come_from_the_declaration_not_the_default():
     assert run.adapter.lora_alpha == 16.5 and run.seed == 7
     with pytest.raises(ConfigError, match="'seed'"):
         split_config({"seed": "7.5"})
+
+
+def test_an_existing_run_is_never_overwritten_silently(tmp_path):
+    (tmp_path / "rounds.csv").write_text("round\n0\n")
+    result = CliRunner().invoke(cli, ["simulate", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--resume" in result.output and "--overwrite" in result.output
+    assert (tmp_path / "rounds.csv").read_text() == "round\n0\n"  # untouched
+    from fedslim.server.results import claim
+
+    claim(tmp_path, resume=False, overwrite=True)  # on purpose: the old files go
+    assert not (tmp_path / "rounds.csv").exists()
+    with pytest.raises(ConfigError, match="'overwrite'"):
+        split_config({"resume": "true", "overwrite": "true", "out": str(tmp_path)})
+
+
+def test_default_results_directories_are_unique():
+    from fedslim.server.results import default_out
+
+    assert len({default_out() for _ in range(50)}) == 50

@@ -82,3 +82,10 @@ def test_rows_round_trip_through_csv_and_round_totals_add_up(tmp_path):
     assert ledger.read_rounds(tmp_path) == [row]
     header = (tmp_path / "rounds.csv").read_text().splitlines()[0]
     assert header.split(",") == list(ledger.columns(RoundRow))
+
+
+def test_client_text_never_becomes_a_spreadsheet_formula(tmp_path):
+    rows = [ClientRow(round=1, client=0, status='=HYPERLINK("http://x","y")', train_loss=0.0)]
+    ledger.write_csv(tmp_path / "clients.csv", rows, ClientRow)
+    text = (tmp_path / "clients.csv").read_text()
+    assert ",'=HYPERLINK" in text.replace('"', "")

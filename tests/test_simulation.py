@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from fedslim.cli import cli
 from fedslim.client.workload import model_spec, run_task
 from fedslim.config import RunConfig, SimulationConfig
+from fedslim.server.checkpoint import latest
 from fedslim.simulations.run import simulate
 from fedslim.task.adapters import base_fingerprint, get_adapter, set_adapter
 from fedslim.task.models import build_base, build_model, build_tokenizer
@@ -60,7 +61,7 @@ def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     task = run_task(cfg)
     spec = model_spec(cfg, task)
     model = build_model(spec)
-    final = load_file(str(out / "checkpoint" / "adapter.safetensors"))
+    final = load_file(str(latest(out / "checkpoint") / "adapter.safetensors"))
     # what crossed the network fits exactly the adapter layout: no base tensor travels
     assert layout({k: final[k] for k in get_adapter(model)}) == layout(get_adapter(model))
     fresh = build_base(spec)
@@ -80,10 +81,14 @@ def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
 def test_resume_matches_an_uninterrupted_run(two_rounds, tmp_path):
     out, cfg, *_ = two_rounds
     _, straight, _ = _run(tmp_path / "straight", 3)
+    # the server died while writing round 3's checkpoint: debris of a half-written round
+    debris = out / "checkpoint" / ".tmp-round-000003"
+    debris.mkdir()
+    (debris / "adapter.safetensors").write_bytes(b"\x00" * 17)
     resumed_cfg = cfg.replace(num_server_rounds=3, resume=True)
     resumed = simulate(resumed_cfg, SIM, report=lambda e, p: None)
-    a = load_file(str(tmp_path / "straight" / "checkpoint" / "adapter.safetensors"))
-    b = load_file(str(out / "checkpoint" / "adapter.safetensors"))
+    a = load_file(str(latest(tmp_path / "straight" / "checkpoint") / "adapter.safetensors"))
+    b = load_file(str(latest(out / "checkpoint") / "adapter.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert resumed["final_accuracy"] == straight["final_accuracy"]
     assert [r["round"] for r in _rows(out / "rounds.csv")] == ["0", "1", "2", "3"]
@@ -141,5 +146,5 @@ def test_cli_with_a_user_model_dir_and_csv(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["model"] == str(model_dir)
     assert summary["final_accuracy"] > 0.9  # the label is one word: trivially learnable
-    names = list(load_file(str(out / "checkpoint" / "adapter.safetensors")))
+    names = list(load_file(str(latest(out / "checkpoint") / "adapter.safetensors")))
     assert any("classifier" in n for n in names) and any("lora_A" in n for n in names)

@@ -7,6 +7,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from fedslim.config import RunConfig, SimulationConfig
+from fedslim.server.checkpoint import latest
 from fedslim.simulations.run import simulate
 
 CASES = [  # (run-config overrides, what must hold)
@@ -55,9 +56,9 @@ def test_server_optimizer_resumes_exactly(tmp_path):
     simulate(first, sim, report=lambda e, p: None)
     simulate(first.replace(num_server_rounds=2, resume=True), sim, report=lambda e, p: None)
     a, b = (
-        load_file(str(tmp_path / d / "checkpoint" / "adapter.safetensors"))
+        load_file(str(latest(tmp_path / d / "checkpoint") / "adapter.safetensors"))
         for d in ("straight", "resumed")
     )
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    state = load_file(str(tmp_path / "resumed" / "checkpoint" / "server.safetensors"))
+    state = load_file(str(latest(tmp_path / "resumed" / "checkpoint") / "server.safetensors"))
     assert state and all(k.split("/")[0] in {"m_t", "v_t"} for k in state)

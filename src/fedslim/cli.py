@@ -82,15 +82,26 @@ def _human(n: float) -> str:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of config keys")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, repeatable")]
 OutOpt = Annotated[str | None, typer.Option("--out", help="results directory")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="replace a run already in --out (else refused)")
+]
 
 
-def _configs(config: Path | None, set_: list[str] | None, out: str | None, resume: bool = False):
+def _configs(
+    config: Path | None,
+    set_: list[str] | None,
+    out: str | None,
+    resume: bool = False,
+    overwrite: bool = False,
+):
     """The run and simulation configs from a TOML file and --set; a bad key exits with 2."""
     try:
         values = dict(load_toml(config)) if config else {}
         values |= parse_assignments(set_ or [])
         if out is not None:
             values["out"] = out
+        if overwrite:
+            values["overwrite"] = True
         if resume:
             values["resume"] = True
             if not values.get("out"):
@@ -99,8 +110,15 @@ def _configs(config: Path | None, set_: list[str] | None, out: str | None, resum
     except ConfigError as exc:
         _fail(exc, 2)
     from .server.app import resolve_out
+    from .server.results import claim
 
-    return run.replace(out=str(resolve_out(run))), sim
+    run = run.replace(out=str(resolve_out(run)))
+    if not (run.resume or run.overwrite):  # refuse before any engine starts
+        try:
+            claim(Path(run.out), resume=False, overwrite=False)
+        except FileExistsError as exc:
+            _fail(exc, 2)
+    return run, sim
 
 
 def _fail(exc: Exception, code: int) -> NoReturn:
@@ -119,10 +137,11 @@ def simulate(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="show Flower's and Ray's logs")
     ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run a federation on Flower's Simulation Engine and write results to --out."""
     t0 = time.monotonic()
-    run, sim = _configs(config, set_, out, resume)
+    run, sim = _configs(config, set_, out, resume, overwrite)
     from .simulations.run import simulate as run_simulation
 
     console.print(
@@ -166,6 +185,7 @@ def deploy(
     set_: SetOpt = None,
     out: OutOpt = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="plain text, no TLS")] = False,
+    overwrite: OverwriteOpt = False,
     workdir: Annotated[
         Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
     ] = Path("runs/deploy"),
@@ -183,7 +203,7 @@ def deploy(
     with `flwr run` and every process is stopped at the end.
     """
     t0 = time.monotonic()
-    run, sim = _configs(config, set_, out)
+    run, sim = _configs(config, set_, out, overwrite=overwrite)
     extra: dict[int, str] = {}
     for item in node_config or []:
         node, sep, pair = item.partition(":")

@@ -245,9 +245,11 @@ class RunConfig:
     seed: int = _key("seeds data, base weights, sampling and training", 0)
     out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
     resume: bool = _key("continue the run in `out` from its last checkpoint", False)
+    overwrite: bool = _key("replace a finished or partial run already in `out`", False)
 
     def __post_init__(self) -> None:
         _check(0 <= self.seed < 2**32, "seed", "an integer in 0..2^32-1", self.seed)
+        _check(not (self.resume and self.overwrite), "overwrite", "false with resume", True)
         refusal = catalog.mixed_ranks_refusal(self.strategy.name)
         _check(
             not (self.adapter.heterogeneous and refusal),
@@ -292,15 +294,15 @@ class RunConfig:
         out["strategy"] = self.strategy.name
         out |= dict(self.strategy.options)
         out |= {"seed": self.seed, "out": self.out, "resume": self.resume}
-        return out
+        return out | {"overwrite": self.overwrite}
 
     def record(self) -> dict[str, Any]:
         """The keys that define the experiment, for results and resume checks: every key
-        except the tuning keys the chosen strategy does not read."""
+        except the tuning keys the chosen strategy does not read and ``overwrite`` (how
+        the run was started, not what it is)."""
         spec = self.strategy.spec
-        return {
-            k: v for k, v in self.to_mapping().items() if k not in catalog.OPTIONS or spec.reads(k)
-        }
+        kept = {k: v for k, v in self.to_mapping().items() if k != "overwrite"}
+        return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with flat keys (underscores) changed, validated again."""

@@ -104,8 +104,16 @@ def write_csv(path: Path, rows: list[ClientRow] | list[RoundRow], cls: type) -> 
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns(cls))
         writer.writeheader()
-        writer.writerows(to_dict(r) for r in rows)
+        writer.writerows({k: _cell(v) for k, v in to_dict(r).items()} for r in rows)
     os.replace(tmp, path)
+
+
+def _cell(value: Any) -> Any:
+    """Text a client chose (an error reason in ``status``) must not become a spreadsheet
+    formula when the CSV is opened: a leading = + - @ or control character is quoted."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def read_csv(path: Path, cls: type[Row]) -> list[Row]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def resolve_out(cfg: RunConfig) -> Path:
-    return Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return Path(cfg.out) if cfg.out else results.default_out()
 
 
 @dataclass
@@ -88,6 +87,7 @@ class History:
 def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
     cfg = RunConfig.from_mapping(context.run_config)
     out = resolve_out(cfg)
+    results.claim(out, resume=cfg.resume, overwrite=cfg.overwrite)
     task = run_task(cfg)
     model = run_model(cfg, task)
     tok = build_tokenizer(cfg.adapter.model)
@@ -212,8 +212,8 @@ RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out", "target-accuracy"}
 
 
 def _check_resumable(saved: dict, cfg: RunConfig) -> None:
-    now = cfg.record()
-    changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    now, default = cfg.record(), RunConfig().to_mapping()
+    changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != now[k]]
     if changed:
         raise ValueError(
             f"--resume: config key '{changed[0]}' differs from the checkpoint "

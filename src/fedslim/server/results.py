@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+from datetime import datetime
 from pathlib import Path
 
 from ..ledger import ClientRow, RoundRow, write_csv
+
+FILES = ("rounds.csv", "clients.csv", "summary.json")
+
+
+def default_out() -> Path:
+    """``runs/<time>-<random>``: two runs started in the same second never share it."""
+    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def claim(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Make ``out`` this run's: refuse to write over another run unless told to."""
+    held = [name for name in (*FILES, "checkpoint") if (out / name).exists()]
+    if resume or not held:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(held)}): continue it with --resume, "
+            "choose another --out, or replace it with --overwrite (overwrite = true)"
+        )
+    for name in held:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def write_tables(out: Path, rounds: list[RoundRow], clients: list[ClientRow]) -> None:
@@ -30,5 +56,15 @@ def write_summary(out: Path, rounds: list[RoundRow], config: dict, extra: dict) 
         **extra,
         "config": {**config, "out": "."},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A reader (or a crash) never sees half a file: write aside, flush to disk, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
