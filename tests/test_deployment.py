@@ -108,3 +108,90 @@ def test_bad_node_config_fails_before_any_process_starts(tmp_path, item, code, w
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == code and words in result.output
     assert not list(tmp_path.glob("*.log"))
+
+
+def test_certificates_pass_strict_rfc5280_verification(tmp_path):
+    import datetime as dt
+
+    from cryptography.x509.verification import PolicyBuilder, Store
+
+    files = make_certs(tmp_path, ["127.0.0.1", "edge-server.lan"])
+    ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    leaf = x509.load_pem_x509_certificate(files.cert.read_bytes())
+    verifier = (
+        PolicyBuilder()
+        .store(Store([ca]))
+        .time(dt.datetime.now(dt.UTC))
+        .build_server_verifier(x509.DNSName("edge-server.lan"))
+    )
+    chain = verifier.verify(leaf, [])  # needs subject/authority key identifiers
+    assert chain[-1] == ca
+
+
+def test_keys_are_written_fresh_0600_and_never_through_a_link(tmp_path):
+    import os
+
+    (tmp_path / "server.key").write_text("old")
+    os.chmod(tmp_path / "server.key", 0o644)  # an existing, too-open file is not reused
+    files = make_certs(tmp_path, ["127.0.0.1"])
+    assert files.key.stat().st_mode & 0o777 == 0o600
+    target = tmp_path / "elsewhere"
+    target.write_text("precious")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "ca.key").symlink_to(target)
+    with pytest.raises(ValueError, match="link"):
+        make_certs(tmp_path / "linked", ["127.0.0.1"])
+    assert target.read_text() == "precious"
+
+
+def test_a_validity_beyond_ten_years_is_refused(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["certs", "--out", str(tmp_path), "--host", "a", "--days", "100000"]
+    )
+    assert result.exit_code == 2 and "--days" in result.output
+
+
+def _processes_in(directory) -> list[str]:
+    """Command lines of the processes running in ``directory`` (SuperLink, SuperNodes and
+    what they spawn all start there)."""
+    import os
+
+    found = []
+    for proc in __import__("pathlib").Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "cwd") != str(directory.resolve()):
+                continue
+            found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_deploy_stops_everything_it_started_when_terminated(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path / "deploy"
+    args = [sys.executable, "-m", "fedslim.cli", "deploy", "--insecure", "--workdir", str(work)]
+    args += ["--out", str(tmp_path / "run"), "--set", "num-supernodes=2"]
+    args += ["--set", "num-server-rounds=50", "--set", "num-examples=400"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:  # wait until the federation is up
+            if "connected" in line or time.monotonic() > deadline:
+                break
+        assert len(_processes_in(work)) >= 3, "the deployment never started"
+        time.sleep(2)
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=60) != 0
+        deadline = time.monotonic() + 20
+        while _processes_in(work) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _processes_in(work)
+    finally:
+        proc.kill()
+        proc.wait()

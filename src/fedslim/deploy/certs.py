@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+MAX_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
     """Write ``ca.crt``, ``ca.key``, ``server.pem`` and ``server.key`` for ``hosts``."""
     if not hosts:
         raise ValueError("make_certs: give at least one host name or IP the SuperNodes dial")
-    if days < 1:
-        raise ValueError(f"make_certs: days must be >= 1, got {days}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"--days: expected 1..{MAX_DAYS} (ten years), got {days}")
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # clock skew
     until = now + dt.timedelta(days=days)
@@ -52,6 +55,7 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
         _builder(ca_name, ca_name, ca_key.public_key(), now, until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -63,6 +67,10 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -72,6 +80,9 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
         key=directory / "server.key",
         ca_key=directory / "ca.key",
     )
+    links = [p for p in (files.ca, files.cert, files.key, files.ca_key) if p.is_symlink()]
+    if links:  # checked before anything is written
+        raise ValueError(f"{links[0]} is a symbolic link; refusing to write TLS files through it")
     _write(files.ca, ca.public_bytes(serialization.Encoding.PEM), private=False)
     _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
     _write(files.key, _pem(key), private=True)
@@ -121,8 +132,19 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    """Create a fresh file beside ``path`` (exclusively, never through a link, 0600 for a
+    key whatever existed before), then rename it over ``path``."""
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link; refusing to write a key through it")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600 if private else 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -68,15 +68,20 @@ class LocalDeployment:
 
     # ---- processes ------------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
+        self._handlers = _on_termination()  # SIGTERM / SIGHUP unwind like Ctrl-C does
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +184,27 @@ class LocalDeployment:
                     lines.append(line)
                     if echo:
                         echo(line.rstrip("\n"))
+            except BaseException:  # interrupted or terminated: do not wait for the job
+                proc.kill()
+                raise
             finally:
                 timer.cancel()
         summary = out / "summary.json"
         if proc.returncode != 0 or not summary.exists() or summary.stat().st_mtime < started:
             raise RuntimeError(f"flwr run failed (exit {proc.returncode}):\n{''.join(lines[-40:])}")
         return json.loads(summary.read_text(encoding="utf-8"))
+
+
+def _on_termination() -> dict[int, object]:
+    """Turn SIGTERM and SIGHUP into SystemExit, so every ``with`` and ``finally`` runs and
+    the processes this deployment started are stopped; returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers; its owner decides there
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:
