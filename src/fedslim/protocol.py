@@ -131,6 +131,12 @@ def is_resync(content: RecordDict) -> bool:
     return _MAIN in content.config_records and _RESYNC in content[_MAIN]
 
 
+def corrupt_metrics(content: RecordDict) -> None:
+    """Fault injection only: metrics of the wrong types (bytes, text) in a reply."""
+    cfg = content[_MAIN]
+    cfg[_LOSS], cfg[_SECONDS], cfg[_FLOPS] = b"\x00", "slow", b"many"
+
+
 def blob_bytes(msg: Message, *, instruction: bool) -> int:
     """Codec payload bytes a message carries (0 for one without a readable blob)."""
     try:

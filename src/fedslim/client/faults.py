@@ -18,7 +18,19 @@ from ..compression import decode, encode
 from ..compression.wire import loads
 from . import app as client
 
-KINDS = ("garbage", "truncate", "bitflip", "nan", "huge", "wrong-size", "no-metrics", "error")
+KINDS = (
+    "garbage",  # random bytes of the blob's length
+    "truncate",  # the first half of the blob
+    "bitflip",  # one bit flipped
+    "nan",  # raw fp32 NaN
+    "huge",  # finite 1e30 everywhere, in the run's codec
+    "wrong-size",  # seven values too many, in the run's codec
+    "oversized",  # the honest blob with 8 MiB appended
+    "no-metrics",  # blob and digest only
+    "wrong-types",  # bytes and strings where numbers belong
+    "stale",  # claims to hold another adapter than the one sent
+    "error",  # the ClientApp raises
+)
 
 
 def _broken_blob(kind: str, blob: bytes, rng: np.random.Generator) -> bytes:
@@ -38,13 +50,19 @@ def _broken_blob(kind: str, blob: bytes, rng: np.random.Generator) -> bytes:
         return encode(spec, np.full(n, 1e30, np.float32))
     if kind == "wrong-size":
         return encode(spec, np.ones(n + 7, np.float32))
+    if kind == "oversized":
+        return blob + bytes(8 << 20)
     return blob
 
 
 def _break(kind: str, msg: Message, reply: Message, rng: np.random.Generator) -> Message:
     res = protocol.train_res_from(reply.content)
     res = dataclasses.replace(res, blob=_broken_blob(kind, res.blob, rng))
+    if kind == "stale":
+        res = dataclasses.replace(res, held="0" * len(res.held))
     content = protocol.train_res_content(res, metrics=kind != "no-metrics")
+    if kind == "wrong-types":  # what no typed TrainRes can hold: written raw on purpose
+        protocol.corrupt_metrics(content)
     return Message(content, reply_to=msg)
 
 
