@@ -173,6 +173,8 @@ def test_a_second_reply_from_one_node_is_dropped():
     arrays, _ = _play(strategy, _glob(), updates, twice={202})
     assert np.allclose(np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), 2.5)
     assert "second reply" in _dropped(strategy, 202)
+    statuses = sorted(r.status for r in strategy.rows if r.client == PARTS[202])
+    assert statuses[1] == "ok"  # the first was aggregated, and its row says so
 
 
 @pytest.mark.parametrize("name", ["fedavg", "fedadam", "exact"])

@@ -105,6 +105,8 @@ def write_csv(path: Path, rows: list[ClientRow] | list[RoundRow], cls: type) -> 
         writer = csv.DictWriter(fh, fieldnames=columns(cls))
         writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in to_dict(r).items()} for r in rows)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

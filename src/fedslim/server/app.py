@@ -116,7 +116,6 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         },
     )
     strategy = _strategy(cfg, model, initial, task, nodes, server_state)
-    inner = strategy.inner
     if start_round == 0:
         row = RoundRow.of(0, central_eval(arrays), [], 0.0)
         history.rounds.append(row)
@@ -124,8 +123,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         report("round", row)
 
     for rnd in range(start_round + 1, cfg.rounds.num_server_rounds + 1):
-        timeout = cfg.rounds.round_timeout_s
-        new, rows, seconds = play_round(strategy, grid, rnd, arrays, timeout=timeout)
+        new, rows, seconds = play_round(strategy, grid, rnd, arrays, cfg.rounds.round_timeout_s)
         if new is None:
             dropped = sum(not r.ok for r in rows)
             log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, dropped)
@@ -134,7 +132,7 @@ def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -
         row = RoundRow.of(rnd, central_eval(arrays), rows, seconds)
         history.rounds.append(row)
         history.clients.extend(rows)
-        _persist(out, rnd, arrays, cfg, history, export_state(inner))
+        _persist(out, rnd, arrays, cfg, history, export_state(strategy.inner))
         report("round", row)
         target = cfg.rounds.target_accuracy
         if target and row.accuracy >= target:

@@ -12,7 +12,7 @@ from ..strategies.compressed import Compressed
 
 
 def play_round(
-    strategy: Compressed, grid: Grid, rnd: int, arrays: dict[str, np.ndarray], *, timeout: float
+    strategy: Compressed, grid: Grid, rnd: int, arrays: dict[str, np.ndarray], timeout: float
 ) -> tuple[dict[str, np.ndarray] | None, list[ClientRow], float]:
     """Returns (new adapter or None if the round was skipped, client rows, seconds)."""
     t0 = time.monotonic()
