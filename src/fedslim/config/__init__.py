@@ -1,0 +1,253 @@
+"""Run configuration: one frozen dataclass per concern, one flat kebab-case mapping outside.
+
+Flower hands every app a flat ``{kebab-key: value}`` mapping and the CLI takes
+``--set KEY=VALUE``; inside, a :class:`RunConfig` holds one section per concern (task,
+adapter, codecs, rounds, strategy), each validating its own keys. Strategy tuning keys
+are declared by the strategy files that own them (``strategies/catalog.py`` lists them)
+and only the chosen strategy's are read. ``RunConfig.from_mapping`` fails naming the key
+and what is accepted, before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..strategies import catalog
+from .sections import (
+    AdapterConfig,
+    CodecConfig,
+    RoundsConfig,
+    SimulatorConfig,
+    StrategyConfig,
+    TaskConfig,
+    _check,
+    _kebab,
+    _key,
+)
+
+__all__ = [
+    "AdapterConfig",
+    "CodecConfig",
+    "ConfigError",
+    "RoundsConfig",
+    "RunConfig",
+    "SimulationConfig",
+    "SimulatorConfig",
+    "StrategyConfig",
+    "TaskConfig",
+    "load_toml",
+    "split_config",
+]
+
+
+SECTIONS = {
+    "task": TaskConfig,
+    "adapter": AdapterConfig,
+    "codecs": CodecConfig,
+    "rounds": RoundsConfig,
+    "sim": SimulatorConfig,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What the ServerApp and every ClientApp of one run agree on."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    codecs: CodecConfig = field(default_factory=CodecConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    sim: SimulatorConfig = field(default_factory=SimulatorConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    seed: int = _key("seeds data, base weights, sampling and training", 0)
+    out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
+    resume: bool = _key("continue the run in `out` from its last checkpoint", False)
+    overwrite: bool = _key("replace a finished or partial run already in `out`", False)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.seed < 2**32, "seed", "an integer in 0..2^32-1", self.seed)
+        _check(not (self.resume and self.overwrite), "overwrite", "false with resume", True)
+        refusal = catalog.mixed_ranks_refusal(self.strategy.name)
+        _check(
+            not (self.adapter.heterogeneous and refusal),
+            "lora-ranks",
+            f"uniform ranks: {refusal}",
+            self.adapter.lora_ranks,
+        )
+        self.strategy.spec.validate(self.to_mapping())
+
+    # ---- the flat mapping ---------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from Flower's flat kebab-case run config, rejecting unknown keys."""
+        keys = flat_keys()
+        unknown = [k for k in values if k not in keys]
+        if unknown:
+            raise ConfigError(
+                f"unknown config key '{unknown[0]}'; accepted keys: {', '.join(sorted(keys))}"
+            )
+        parts: dict[str, dict[str, Any]] = {name: {} for name in (*SECTIONS, "run", "options")}
+        for key, raw in values.items():
+            section, name, kind = keys[key]
+            parts[section][name] = _typed(key, kind, raw)
+        sections = {name: kind(**parts[name]) for name, kind in SECTIONS.items()}
+        options = {k: o.default for k, o in catalog.OPTIONS.items()} | parts["options"]
+        strategy_name = parts["run"].pop("strategy", "fedavg")
+        strategy = StrategyConfig(name=strategy_name, options=options)
+        return cls(**sections, strategy=strategy, **parts["run"])
+
+    @classmethod
+    def of(cls, **values: Any) -> RunConfig:
+        """``RunConfig.of(lora_r=4, strategy="ffa")``: flat keys with underscores."""
+        return cls.from_mapping({_kebab(k): v for k, v in values.items()})
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every key, flat: what Flower's run config holds."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for f in dataclasses.fields(obj):
+                out[f.metadata["key"] or _kebab(f.name)] = getattr(obj, f.name)
+        out["strategy"] = self.strategy.name
+        out |= dict(self.strategy.options)
+        out |= {"seed": self.seed, "out": self.out, "resume": self.resume}
+        return out | {"overwrite": self.overwrite}
+
+    def record(self) -> dict[str, Any]:
+        """The keys that define the experiment, for results and resume checks: every key
+        except the tuning keys the chosen strategy does not read and ``overwrite`` (how
+        the run was started, not what it is)."""
+        spec = self.strategy.spec
+        kept = {k: v for k, v in self.to_mapping().items() if k != "overwrite"}
+        return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with flat keys (underscores) changed, validated again."""
+        return RunConfig.from_mapping(
+            self.to_mapping() | {_kebab(k): v for k, v in changes.items()}
+        )
+
+
+def flat_keys() -> dict[str, tuple[str, str, type]]:
+    """Flat key -> (section, field name, declared type) for every run-config key."""
+    keys: dict[str, tuple[str, str, type]] = {}
+    for section, kind in SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            keys[f.metadata["key"] or _kebab(f.name)] = (section, f.name, _TYPES[f.type])
+    keys["strategy"] = ("run", "strategy", str)
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in (*SECTIONS, "strategy"):
+            keys[_kebab(f.name)] = ("run", f.name, _TYPES[f.type])
+    for key, option in catalog.OPTIONS.items():
+        keys[key] = ("options", key, type(option.default))
+    return keys
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # annotations are strings
+
+
+def help_texts() -> dict[str, str]:
+    """Flat key -> help, for the CLI and the README's table."""
+    texts = {}
+    for kind in (*SECTIONS.values(), StrategyConfig, RunConfig):
+        for f in dataclasses.fields(kind):
+            if "help" in f.metadata:
+                texts[f.metadata["key"] or _kebab(f.name)] = f.metadata["help"]
+    return texts | {k: o.help for k, o in catalog.OPTIONS.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """How `fedslim simulate` sizes Flower's Simulation Engine (Ray backend)."""
+
+    num_supernodes: int = _key("virtual clients (one data partition each)", 5)
+    cpus_per_client: float = _key("Ray CPUs per client; 1 runs two at a time on 2 cores", 1.0)
+    num_cpus: int = _key("CPUs Ray may use (0 = all)", 0)
+
+    def __post_init__(self) -> None:
+        _check(self.num_supernodes >= 1, "num-supernodes", "an integer >= 1")
+        _check(self.cpus_per_client > 0, "cpus-per-client", "a float > 0")
+        _check(self.num_cpus >= 0, "num-cpus", "an integer >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SimulationConfig:
+        known = {_kebab(f.name): f for f in dataclasses.fields(cls)}
+        out = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown config key '{key}'; accepted keys: {', '.join(sorted(known))}"
+                )
+            out[known[key].name] = _typed(key, _TYPES[known[key].type], raw)
+        return cls(**out)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _typed(key: str, kind: type, raw: Any) -> Any:
+    """Coerce a value (TOML-typed or a CLI string) to the key's declared type; a float
+    must be finite (inf and nan are never a sensible setting)."""
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                low = raw.strip().lower()
+                if low in ("true", "1", "yes"):
+                    return True
+                if low in ("false", "0", "no"):
+                    return False
+                raise ValueError(raw)
+            if isinstance(raw, bool | int):
+                return bool(raw)
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool) or not math.isfinite(float(raw)):
+                raise ValueError(raw)
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {raw!r}") from None
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """Parse CLI ``KEY=VALUE`` strings (values stay strings; types come from the schema)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file: top-level keys, or the ``[tool.flwr.app.config]`` table."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", data)
+
+
+def split_config(values: Mapping[str, Any]) -> tuple[RunConfig, SimulationConfig]:
+    """Route one flat mapping to the run and simulation schemas; unknown keys fail."""
+    run_keys = flat_keys()
+    sim_keys = {_kebab(f.name) for f in dataclasses.fields(SimulationConfig)}
+    unknown = [k for k in values if k not in run_keys and k not in sim_keys]
+    if unknown:
+        accepted = ", ".join(sorted({*run_keys, *sim_keys}))
+        raise ConfigError(f"unknown config key '{unknown[0]}'; accepted keys: {accepted}")
+    run = RunConfig.from_mapping({k: v for k, v in values.items() if k in run_keys})
+    sim = SimulationConfig.from_mapping({k: v for k, v in values.items() if k in sim_keys})
+    return run, sim
