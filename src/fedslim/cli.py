@@ -56,10 +56,12 @@ class ProgressReporter:
 
 def _table(rows: list[RoundRow]) -> Table:
     table = Table(title="global adapter on the held-out split")
-    for col in ("round", "accuracy", "loss", "uplink", "downlink", "clients", "wall s"):
+    simulated = any(r.sim_round_s for r in rows)
+    cols = ["round", "accuracy", "loss", "uplink", "downlink", "clients", "wall s"]
+    for col in cols + (["sim s", "energy"] if simulated else []):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(
+        cells = [
             str(r.round),
             f"{r.accuracy:.4f}",
             f"{r.loss:.4f}",
@@ -67,7 +69,10 @@ def _table(rows: list[RoundRow]) -> Table:
             _human(r.downlink_bytes),
             str(r.clients),
             f"{r.wall_s:.2f}",
-        )
+        ]
+        if simulated:
+            cells += [f"{r.sim_round_s:.1f}", f"{r.energy_j:.0f} J"]
+        table.add_row(*cells)
     return table
 
 
@@ -172,11 +177,17 @@ def simulate(
 
 
 def _totals(summary: dict) -> str:
-    return (
+    text = (
         f"final accuracy {summary['final_accuracy']:.4f} (round 0: "
         f"{summary['initial_accuracy']:.4f}); uplink {_human(summary['total_uplink_bytes'])}, "
         f"downlink {_human(summary['total_downlink_bytes'])}"
     )
+    if summary.get("sim_elapsed_s"):
+        text += (
+            f"\nsimulated: {summary['sim_elapsed_s']:.1f} s, {summary['total_energy_j']:.0f} J, "
+            f"{summary['total_cost_usd']:.4f} USD"
+        )
+    return text
 
 
 @cli.command()
@@ -204,6 +215,9 @@ def deploy(
     """
     t0 = time.monotonic()
     run, sim = _configs(config, set_, out, overwrite=overwrite)
+    changed = run.changed("sim")  # the simulator prices rounds; a deployment lives them
+    if changed:
+        _fail(ValueError(f"config key '{changed[0]}' applies to fedslim simulate only"), 2)
     extra: dict[int, str] = {}
     for item in node_config or []:
         node, sep, pair = item.partition(":")

@@ -32,10 +32,23 @@ class ClientRow:
     downlink_bytes: int = 0  # the instruction as Flower serializes it
     uplink_payload_bytes: int = 0  # the codec blob inside it
     downlink_payload_bytes: int = 0
+    # what the simulator charges this client-round on its device and link (simulate only)
+    device: str = ""
+    link: str = ""
+    sim_down_s: float = 0.0
+    sim_compute_s: float = 0.0
+    sim_up_s: float = 0.0
+    energy_j: float = 0.0  # spent whether or not the update was aggregated
+    peak_mem_mb: float = 0.0  # estimated peak training memory
+    cost_usd: float = 0.0  # data and electricity
 
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def sim_s(self) -> float:
+        return self.sim_down_s + self.sim_compute_s + self.sim_up_s
 
 
 @dataclass
@@ -53,10 +66,22 @@ class RoundRow:
     dropped: int = 0
     train_s: float = 0.0  # the slowest aggregated client's training
     wall_s: float = 0.0
+    sim_round_s: float = 0.0  # simulated: the slowest client that made the deadline
+    sim_elapsed_s: float = 0.0  # simulated time since round 1
+    energy_j: float = 0.0  # every client's, dropped ones included
+    cost_usd: float = 0.0  # clients' data and electricity, and the server's time
 
     @classmethod
     def of(
-        cls, rnd: int, metrics: dict[str, float], rows: list[ClientRow], wall_s: float
+        cls,
+        rnd: int,
+        metrics: dict[str, float],
+        rows: list[ClientRow],
+        wall_s: float,
+        *,
+        sim_round_s: float = 0.0,
+        sim_elapsed_s: float = 0.0,
+        server_usd: float = 0.0,
     ) -> RoundRow:
         """Totals of a round's client rows, with the global adapter's held-out metrics."""
         ok = [r for r in rows if r.ok]
@@ -72,6 +97,10 @@ class RoundRow:
             dropped=len(rows) - len(ok),
             train_s=max((r.train_s for r in ok), default=0.0),
             wall_s=wall_s,
+            sim_round_s=sim_round_s,
+            sim_elapsed_s=sim_elapsed_s,
+            energy_j=sum((r.energy_j for r in rows), 0.0),
+            cost_usd=sum(r.cost_usd for r in rows) + server_usd,
         )
 
 

@@ -47,3 +47,13 @@ def uplink(seed: int, server_round: int, partition: int) -> int:
 def downlink(seed: int, server_round: int, held_digest: str) -> int:
     """The server's codec draws for one encoding (one per distinct copy a client holds)."""
     return (seed * 1_000_003 + server_round * 7919 + int(held_digest[:8], 16)) % (2**31)
+
+
+def population(seed: int, stream: int) -> np.random.Generator:
+    """How a mix's profiles are dealt to the partitions (stream 0: devices, 1: links)."""
+    return np.random.default_rng([seed, 17, stream])
+
+
+def availability(seed: int, server_round: int, partition: int) -> float:
+    """A uniform draw per client and round: the client is available if below its rate."""
+    return float(np.random.default_rng([seed, 19, server_round, partition]).random())

@@ -128,6 +128,12 @@ class RunConfig:
         kept = {k: v for k, v in self.to_mapping().items() if k != "overwrite"}
         return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
 
+    def changed(self, section: str) -> list[str]:
+        """Flat keys of ``section`` whose value is not the default."""
+        now, default = self.to_mapping(), RunConfig().to_mapping()
+        keys = [k for k, (sec, _, _) in flat_keys().items() if sec == section]
+        return [k for k in keys if now[k] != default[k]]
+
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with flat keys (underscores) changed, validated again."""
         return RunConfig.from_mapping(

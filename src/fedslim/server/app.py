@@ -14,7 +14,6 @@ from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
@@ -23,6 +22,7 @@ from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
 from ..strategies import catalog
+from ..strategies.clock import Clock
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
 from ..strategies.state import export_state, import_state
@@ -84,65 +84,93 @@ class History:
         )
 
 
-def run_server(grid: Grid, context: Context, report: Reporter = _log_reporter) -> dict:
-    cfg = RunConfig.from_mapping(context.run_config)
-    out = resolve_out(cfg)
-    results.claim(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    task = run_task(cfg)
-    model = run_model(cfg, task)
-    tok = build_tokenizer(cfg.adapter.model)
-    initial = initial_global(cfg, model)
-    arrays = initial
-    history, start_round, server_state = History(), 0, {}
-    if cfg.resume:
-        arrays, history, start_round, server_state = _resume(out, cfg, initial)
+ClockFactory = Callable[[RunConfig, Any, dict[int, int]], Clock]  # (cfg, model, partitions)
 
-    def central_eval(adapter: dict[str, np.ndarray]) -> dict[str, float]:
-        load_global(model, adapter)
-        return evaluate(model, task, tok, max_length=cfg.task.max_length)
 
-    t0 = time.monotonic()
-    nodes = discover(grid, cfg)
-    partitions = nodes.partitions
-    report(
-        "start",
-        {
-            "out": str(out),
-            "nodes": len(partitions),
-            "start_round": start_round,
-            "num_rounds": cfg.rounds.num_server_rounds,
-            "adapter_params": num_parameters(arrays),
-            "startup_s": time.monotonic() - t0,
-        },
-    )
-    strategy = _strategy(cfg, model, initial, task, nodes, server_state)
-    if start_round == 0:
-        row = RoundRow.of(0, central_eval(arrays), [], 0.0)
-        history.rounds.append(row)
-        _persist(out, 0, arrays, cfg, history, {})
-        report("round", row)
+def run_server(
+    grid: Grid,
+    context: Context,
+    report: Reporter = _log_reporter,
+    clock: ClockFactory | None = None,
+) -> dict:
+    """Run the configured rounds; ``clock`` (the simulator's) prices every client-round."""
+    return _Run(grid, RunConfig.from_mapping(context.run_config), report, clock).play()
 
-    for rnd in range(start_round + 1, cfg.rounds.num_server_rounds + 1):
-        new, rows, seconds = play_round(strategy, grid, rnd, arrays, cfg.rounds.round_timeout_s)
+
+class _Run:
+    """One run on the server: setup, then a round at a time, each evaluated, written and
+    checkpointed before the next."""
+
+    def __init__(self, grid: Grid, cfg: RunConfig, report: Reporter, clock) -> None:
+        self.grid, self.cfg, self.report = grid, cfg, report
+        self.out = resolve_out(cfg)
+        results.claim(self.out, resume=cfg.resume, overwrite=cfg.overwrite)
+        self.task = run_task(cfg)
+        self.model = run_model(cfg, self.task)
+        self.tok = build_tokenizer(cfg.adapter.model)
+        self.initial = initial_global(cfg, self.model)
+        self.arrays, self.history, self.start, server_state = self.initial, History(), 0, {}
+        if cfg.resume:
+            self.arrays, self.history, self.start, server_state = _resume(
+                self.out, cfg, self.initial
+            )
+        t0 = time.monotonic()
+        self.nodes = discover(grid, cfg)
+        self.strategy = _strategy(
+            cfg, self.model, self.initial, self.task, self.nodes, server_state,
+            clock(cfg, self.model, self.nodes.partitions) if clock else None,
+        )  # fmt: skip
+        self.startup_s = time.monotonic() - t0
+
+    def evaluate(self) -> dict[str, float]:
+        load_global(self.model, self.arrays)
+        return evaluate(self.model, self.task, self.tok, max_length=self.cfg.task.max_length)
+
+    def play(self) -> dict:
+        cfg = self.cfg
+        self.report("start", self._start_info())
+        if self.start == 0:
+            self._record(RoundRow.of(0, self.evaluate(), [], 0.0), [])
+        for rnd in range(self.start + 1, cfg.rounds.num_server_rounds + 1):
+            row = self._round(rnd)
+            if cfg.rounds.target_accuracy and row.accuracy >= cfg.rounds.target_accuracy:
+                log(INFO, "target accuracy %.4f reached in round %d", row.accuracy, rnd)
+                break
+        extra = {"adapter_params": num_parameters(self.arrays), "nodes": len(self.nodes.partitions)}
+        summary = results.write_summary(self.out, self.history.rounds, cfg.record(), extra)
+        self.report("end", summary)
+        return summary
+
+    def _round(self, rnd: int) -> RoundRow:
+        timeout = self.cfg.rounds.round_timeout_s
+        new, rows, seconds = play_round(self.strategy, self.grid, rnd, self.arrays, timeout)
         if new is None:
             dropped = sum(not r.ok for r in rows)
             log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, dropped)
         else:
-            arrays = new
-        row = RoundRow.of(rnd, central_eval(arrays), rows, seconds)
-        history.rounds.append(row)
-        history.clients.extend(rows)
-        _persist(out, rnd, arrays, cfg, history, export_state(strategy.inner))
-        report("round", row)
-        target = cfg.rounds.target_accuracy
-        if target and row.accuracy >= target:
-            log(INFO, "target accuracy %.4f reached in round %d", target, rnd)
-            break
+            self.arrays = new
+        totals = self.strategy.clock.totals(rows)
+        elapsed = self.history.rounds[-1].sim_elapsed_s + totals.get("sim_round_s", 0.0)
+        row = RoundRow.of(rnd, self.evaluate(), rows, seconds, sim_elapsed_s=elapsed, **totals)
+        self._record(row, rows)
+        return row
 
-    extra = {"adapter_params": num_parameters(arrays), "nodes": len(partitions)}
-    summary = results.write_summary(out, history.rounds, cfg.record(), extra)
-    report("end", summary)
-    return summary
+    def _record(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        self.history.rounds.append(row)
+        self.history.clients.extend(rows)
+        state = export_state(self.strategy.inner) if row.round else {}
+        _persist(self.out, row.round, self.arrays, self.cfg, self.history, state)
+        self.report("round", row)
+
+    def _start_info(self) -> dict:
+        return {
+            "out": str(self.out),
+            "nodes": len(self.nodes.partitions),
+            "start_round": self.start,
+            "num_rounds": self.cfg.rounds.num_server_rounds,
+            "adapter_params": num_parameters(self.arrays),
+            "startup_s": self.startup_s,
+        }
 
 
 def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[dict, History, int, dict]:
@@ -155,7 +183,9 @@ def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[dict, History, in
     return ckpt.adapter, History.from_json(ckpt.history), ckpt.round, ckpt.server
 
 
-def _strategy(cfg: RunConfig, model, initial: dict, task, nodes, server_state) -> Compressed:
+def _strategy(
+    cfg: RunConfig, model, initial: dict, task, nodes, server_state, clock: Clock | None
+) -> Compressed:
     """The run's strategy inside ``Compressed``, with its server state restored."""
     spec = cfg.strategy.spec
     inner = catalog.make(
@@ -180,6 +210,7 @@ def _strategy(cfg: RunConfig, model, initial: dict, task, nodes, server_state) -
         min_replies=cfg.rounds.min_train_clients,
         max_norm=cfg.rounds.max_update_norm,
         max_ratio=cfg.rounds.max_update_ratio,
+        clock=clock,
     )
 
 

@@ -53,11 +53,32 @@ def write_summary(out: Path, rounds: list[RoundRow], config: dict, extra: dict) 
         "total_downlink_bytes": sum(r.downlink_bytes for r in rounds),
         "total_uplink_payload_bytes": sum(r.uplink_payload_bytes for r in rounds),
         "total_downlink_payload_bytes": sum(r.downlink_payload_bytes for r in rounds),
+        "sim_elapsed_s": rounds[-1].sim_elapsed_s if rounds else 0.0,
+        "total_energy_j": sum(r.energy_j for r in rounds),
+        "total_cost_usd": sum(r.cost_usd for r in rounds),
+        "to_target": to_target(rounds, float(config.get("target-accuracy", 0.0))),
         **extra,
         "config": {**config, "out": "."},
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def to_target(rounds: list[RoundRow], target: float) -> dict | None:
+    """Rounds, simulated seconds, joules, dollars and bytes until the global adapter first
+    reached ``target`` (None: no target, or never reached)."""
+    if not target:
+        return None
+    spent = {"sim_s": 0.0, "energy_j": 0.0, "cost_usd": 0.0, "uplink_bytes": 0, "total_bytes": 0}
+    for r in rounds:
+        spent["sim_s"] += r.sim_round_s
+        spent["energy_j"] += r.energy_j
+        spent["cost_usd"] += r.cost_usd
+        spent["uplink_bytes"] += r.uplink_bytes
+        spent["total_bytes"] += r.uplink_bytes + r.downlink_bytes
+        if r.round > 0 and r.accuracy >= target:
+            return {"round": r.round, **spent}
+    return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

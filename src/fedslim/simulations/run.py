@@ -101,13 +101,15 @@ def simulate(
 
     from ..client.app import app as default_client
     from ..server.app import run_server
+    from .clock import check, make_clock
 
+    check(run, sim.num_supernodes)  # profiles, mixes and population files, before Ray starts
     summary: dict = {}
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid, context) -> None:
-        summary.update(run_server(grid, context, report=report))
+        summary.update(run_server(grid, context, report=report, clock=make_clock))
 
     if not verbose:
         _quiet()

@@ -32,6 +32,7 @@ from ..ledger import ClientRow
 from ..records import wire_bytes
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
+from .clock import Clock, Unmetered
 from .ranks import RankMap
 from .state import restore, snapshot
 
@@ -52,6 +53,7 @@ class Compressed(Strategy):
         min_replies: int = 1,
         max_norm: float = 0.0,
         max_ratio: float = 0.0,
+        clock: Clock | None = None,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         self.views, self.seed = views, seed
@@ -64,7 +66,11 @@ class Compressed(Strategy):
         self.pending: dict[int, np.ndarray] = {}  # sent this round, confirmed by the reply
         self.sent: dict[int, np.ndarray] = {}  # rank -> this round's global, that rank's view
         self.asked: dict[int, tuple[Message, ClientRow]] = {}  # node -> instruction, its row
+        self.refused: list[ClientRow] = []  # sampled, but unable to train on their device
         self.rows: list[ClientRow] = []  # the last round's, for callers of aggregate_train
+        self.clock = clock or Unmetered()  # simulated availability, costs and deadlines
+        inner.available = self.clock.available  # the inner strategy samples among these
+        inner.over_select = self.clock.over_select
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
@@ -80,9 +86,14 @@ class Compressed(Strategy):
         )
         cache: dict[tuple[int, str], object] = {}
         out = []
+        self.refused = []  # sampled clients that cannot train on their device
         for envelope in envelopes:
             node = envelope.metadata.dst_node_id
             part = self.partitions[node]
+            reason = self.clock.refuse(part)
+            if reason:
+                self.refused.append(ClientRow(round=server_round, client=part, status=reason))
+                continue
             rank, held = self.views.of(part), self.holds(part)
             key = (rank, digest(held))
             if key not in cache:  # one encoding per (view, held vector)
@@ -125,11 +136,16 @@ class Compressed(Strategy):
                 continue
             row.num_examples, row.train_loss = res.num_examples, res.train_loss
             row.train_s, row.flops = res.train_s, res.flops
-            accepted.append((node, part, res, local))
+            accepted.append((node, part, res, local, row))
         for node, (_, row) in self.asked.items():
             if node not in seen:
                 self._drop(server_round, node, row.client, NO_REPLY, row)
                 rows.append(row)
+        rows += self.refused
+        for row in rows:
+            self.clock.price(row)
+        self.clock.admit([a[-1] for a in accepted], getattr(self.inner, "wanted", 0))
+        accepted = [a for a in accepted if a[-1].ok]  # late ones spent their energy all the same
         rows.sort(key=lambda r: r.client)
         if len(accepted) < self.min_replies:
             log(
@@ -147,12 +163,12 @@ class Compressed(Strategy):
         self, server_round: int, accepted: list, rows: list[ClientRow]
     ) -> dict[str, np.ndarray] | None:
         weighted = [
-            (self.views.of(p), local, float(res.num_examples)) for _, p, res, local in accepted
+            (self.views.of(p), local, float(res.num_examples)) for _, p, res, local, _ in accepted
         ]
         merged = self.views.merge(self.sent[self.views.rank], weighted)
         inner_replies = [
             Message(protocol.aggregation_content(arrays, res), reply_to=self.asked[node][0])
-            for (node, _, res, _), arrays in zip(accepted, merged, strict=True)
+            for (node, _, res, _, _), arrays in zip(accepted, merged, strict=True)
         ]
         saved = snapshot(self.inner)
         record, _ = self.inner.aggregate_train(server_round, inner_replies)

@@ -10,6 +10,7 @@ FedMedian, ...) gets the same behaviour by putting this class under it in the MR
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -23,14 +24,25 @@ from .spec import StrategySpec
 class AdapterFedAvg(FedAvg):
     partitions: dict[int, int]  # node id -> partition id; set by catalog.make
     seed: int = 0
+    over_select: float = 0.0  # sample this fraction more (the first to finish count)
+    wanted: int = 0  # replies a round aggregates, set by each draw
+
+    def available(self, server_round: int, partition: int) -> bool:
+        """Whether a client can be sampled this round (a simulated clock replaces this)."""
+        return True
 
     def sample(self, server_round: int) -> list[int]:
-        """Nodes for this round: a seeded draw over partition ids, stable across runs."""
+        """Nodes for this round: a seeded draw over the available partition ids, stable
+        across runs (with every client available and no over-selection, the same draw
+        whatever the population's behaviour)."""
         nodes = sorted(self.partitions, key=self.partitions.__getitem__)
         size = max(int(len(nodes) * self.fraction_train), self.min_train_nodes)
+        self.wanted = min(size, len(nodes))
+        pool = [n for n in nodes if self.available(server_round, self.partitions[n])]
+        draw = min(len(pool), math.ceil(self.wanted * (1 + self.over_select)))
         rng = seeds.sampling(self.seed, server_round)
-        picked = sorted(rng.choice(len(nodes), size=min(size, len(nodes)), replace=False))
-        return [nodes[i] for i in picked]
+        picked = sorted(rng.choice(len(pool), size=draw, replace=False))
+        return [pool[i] for i in picked]
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

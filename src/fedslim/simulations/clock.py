@@ -1,0 +1,146 @@
+"""The simulator's clock: prices every client-round on its device and link, and decides
+who is available, who cannot train, and whose reply comes too late.
+
+The round loop calls it through ``fedslim.strategies.clock.Clock``: replies that miss
+``deadline-s`` (or finish after the first ones when over-selecting) are dropped from
+aggregation, so they change convergence as they would in a deployment, and the energy
+they spent is still counted.
+"""
+
+from __future__ import annotations
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..ledger import ClientRow
+from . import cost, profiles
+from .population import Member, assign, is_available
+
+# The runtime's own footprint and the training loop's overhead beyond weights and
+# activations, measured on this host (torch 2.13 CPU, peak RSS of a client process:
+# 380 MB after imports; +150 MB during training of the tiny model beyond its weights and
+# activations); see benchmarks/fidelity.py for the estimate against measured peaks.
+RUNTIME_MB = 380.0
+TRAINING_OVERHEAD_MB = 150.0
+
+
+class SimClock:
+    def __init__(
+        self,
+        members: dict[int, Member],
+        prices: profiles.Prices,
+        *,
+        deadline_s: float,
+        over_select: float,
+        memory_mb: float,
+        seed: int,
+    ) -> None:
+        self.members, self.prices, self.seed = members, prices, seed
+        self.deadline_s, self.over_select, self.memory_mb = deadline_s, over_select, memory_mb
+
+    def available(self, server_round: int, partition: int) -> bool:
+        return is_available(self.members[partition], self.seed, server_round, partition)
+
+    def refuse(self, partition: int) -> str | None:
+        device = self.members[partition].device
+        if self.memory_mb <= device.memory_mb:
+            return None
+        return (
+            f"does not fit: training needs ~{self.memory_mb:.0f} MB, "
+            f"{device.name} has {device.memory_mb:.0f} MB"
+        )
+
+    def price(self, row: ClientRow) -> None:
+        member = self.members.get(row.client)
+        if member is None:
+            return
+        c = cost.client_cost(
+            member.device,
+            member.link,
+            self.prices,
+            bytes_down=row.downlink_bytes,
+            bytes_up=row.uplink_bytes,
+            flops=row.flops,
+        )
+        row.device, row.link = member.device.name, member.link.name
+        row.sim_down_s, row.sim_compute_s, row.sim_up_s = c.down_s, c.compute_s, c.up_s
+        row.energy_j, row.cost_usd, row.peak_mem_mb = c.energy_j, c.usd, self.memory_mb
+
+    def admit(self, rows: list[ClientRow], wanted: int) -> None:
+        if self.deadline_s:
+            for row in rows:
+                if row.sim_s > self.deadline_s:
+                    row.status = (
+                        f"deadline: simulated {row.sim_s:.1f} s > deadline-s {self.deadline_s:g}"
+                    )
+        if self.over_select and wanted:
+            on_time = sorted((r for r in rows if r.ok), key=lambda r: (r.sim_s, r.client))
+            for row in on_time[wanted:]:
+                row.status = f"over-selected: finished after the first {wanted}"
+
+    def totals(self, rows: list[ClientRow]) -> dict[str, float]:
+        """The round lasts until its slowest aggregated client, or until the deadline when
+        someone missed it (the server waited that long)."""
+        seconds = max((r.sim_s for r in rows if r.ok), default=0.0)
+        if any(r.status.startswith("deadline") for r in rows):
+            seconds = self.deadline_s
+        return {"sim_round_s": seconds, "server_usd": cost.server_usd(self.prices, seconds)}
+
+
+def load_profiles(cfg: RunConfig) -> tuple[dict, dict]:
+    if cfg.sim.profiles:
+        return profiles.load(cfg.sim.profiles)
+    return dict(profiles.DEVICES), dict(profiles.LINKS)
+
+
+def population(cfg: RunConfig, partitions: list[int]) -> dict[int, Member]:
+    """Every partition's member; a bad name, weight or file is a ConfigError."""
+    return assign(
+        partitions,
+        devices=cfg.sim.devices,
+        links=cfg.sim.links,
+        availability=cfg.sim.availability,
+        population=cfg.sim.population,
+        profiles=load_profiles(cfg),
+        seed=cfg.seed,
+    )
+
+
+def memory_mb(cfg: RunConfig, model) -> float:
+    """Peak training memory of one client for this run's model, batch and sequence length."""
+    c = model.config
+    base = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    estimate = cost.train_memory_mb(
+        base_params=base,
+        adapter_params=adapter,
+        batch=cfg.task.batch_size,
+        seq=cfg.task.max_length,
+        hidden=c.hidden_size,
+        layers=c.num_hidden_layers,
+        heads=c.num_attention_heads,
+        ffn=getattr(c, "intermediate_size", 4 * c.hidden_size),
+        runtime_mb=RUNTIME_MB,
+    )
+    return estimate + TRAINING_OVERHEAD_MB
+
+
+def make_clock(cfg: RunConfig, model, partitions: dict[int, int]) -> SimClock:
+    """The clock the server's round loop uses (``run_server(..., clock=make_clock)``)."""
+    return SimClock(
+        population(cfg, sorted(partitions.values())),
+        profiles.PRICES,
+        deadline_s=cfg.sim.deadline_s,
+        over_select=cfg.sim.over_select,
+        memory_mb=memory_mb(cfg, model),
+        seed=cfg.seed,
+    )
+
+
+def check(cfg: RunConfig, num_partitions: int) -> None:
+    """Fail before the engine starts on a profile, mix or population the run cannot use."""
+    try:
+        population(cfg, list(range(num_partitions)))
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"simulator configuration: {exc}") from None

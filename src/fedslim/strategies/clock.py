@@ -1,0 +1,49 @@
+"""What a round's clock decides: who can be sampled, who can train, what each client-round
+costs and which replies arrive in time. The simulator implements it
+(``fedslim.simulations.clock``); without one nothing is charged and nobody is late."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..ledger import ClientRow
+
+
+class Clock(Protocol):
+    over_select: float  # sample this fraction more; aggregate the first to finish
+
+    def available(self, server_round: int, partition: int) -> bool: ...
+
+    def refuse(self, partition: int) -> str | None:
+        """Why the client cannot train at all (its device lacks memory), or None."""
+
+    def price(self, row: ClientRow) -> None:
+        """Fill the row's simulated seconds, energy, memory and money."""
+
+    def admit(self, rows: list[ClientRow], wanted: int) -> None:
+        """Mark, in ``status``, the valid replies that missed the deadline or came after
+        the first ``wanted`` (over-selection)."""
+
+    def totals(self, rows: list[ClientRow]) -> dict[str, float]:
+        """``sim_round_s`` and ``server_usd`` of a round."""
+
+
+class Unmetered:
+    """No simulation: every client available, nothing charged, nobody late."""
+
+    over_select = 0.0
+
+    def available(self, server_round: int, partition: int) -> bool:
+        return True
+
+    def refuse(self, partition: int) -> str | None:
+        return None
+
+    def price(self, row: ClientRow) -> None:
+        return None
+
+    def admit(self, rows: list[ClientRow], wanted: int) -> None:
+        return None
+
+    def totals(self, rows: list[ClientRow]) -> dict[str, float]:
+        return {}
