@@ -56,6 +56,31 @@ def test_federation_learns_and_writes_results(two_rounds):
     assert [e for e, _ in events].count("round") == 3
 
 
+def test_the_simulator_charges_the_ledger_bytes_and_flops(two_rounds):
+    from fedslim.simulations.profiles import DEVICES, LINKS
+
+    out, cfg, summary, _ = two_rounds
+    laptop, wifi = DEVICES["laptop"], LINKS["wifi"]
+    clients = _rows(out / "clients.csv")
+    for c in clients:  # the default population: laptops on home WiFi
+        assert (c["device"], c["link"]) == ("laptop", "wifi")
+        down = wifi.rtt_s / 2 + 8 * int(c["downlink_bytes"]) / (wifi.down_mbps * 1e6)
+        up = wifi.rtt_s / 2 + 8 * int(c["uplink_bytes"]) / (wifi.up_mbps * 1e6)
+        assert float(c["sim_down_s"]) == pytest.approx(down)  # exactly the message bytes
+        assert float(c["sim_up_s"]) == pytest.approx(up)
+        assert float(c["sim_compute_s"]) == pytest.approx(int(c["flops"]) / laptop.flops)
+        assert float(c["energy_j"]) > 0 and float(c["peak_mem_mb"]) > 300
+    rounds = _rows(out / "rounds.csv")
+    for r in rounds[1:]:
+        mine = [c for c in clients if c["round"] == r["round"]]
+        slowest = max(sum(float(c[k]) for k in ("sim_down_s", "sim_compute_s", "sim_up_s"))
+                      for c in mine)  # fmt: skip
+        assert float(r["sim_round_s"]) == pytest.approx(slowest)
+        assert float(r["energy_j"]) == pytest.approx(sum(float(c["energy_j"]) for c in mine))
+    assert summary["sim_elapsed_s"] == pytest.approx(float(rounds[-1]["sim_elapsed_s"]))
+    assert summary["total_energy_j"] > 0 and summary["total_cost_usd"] > 0
+
+
 def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     out, cfg, summary, _ = two_rounds
     task = run_task(cfg)
