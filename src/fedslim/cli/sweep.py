@@ -1,0 +1,83 @@
+"""``fedslim sweep``, ``fedslim report`` and ``fedslim calibrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..config import ConfigError, load_toml, parse_assignments
+from .common import ConfigOpt, SetOpt, _fail, cli, console
+
+
+@cli.command()
+def sweep(
+    out: Annotated[Path, typer.Option("--out", help="the sweep's directory")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", help="KEY=VALUE: adds VALUE to KEY's axis, repeatable"),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    repeat: Annotated[int, typer.Option("--repeat", help="runs per configuration")] = 1,
+) -> None:
+    """Run every combination of the --grid axes (repeats differ by seed), then report.
+
+    Finished runs are skipped, so running the same sweep again resumes it."""
+    from ..simulations.clock import check
+    from ..simulations.run import simulate
+    from ..simulations.sweep import parse_grid, plan, run_sweep
+
+    try:
+        base = dict(load_toml(config)) if config else {}
+        base |= parse_assignments(set_ or [])
+        planned = plan(parse_grid(grid or []), base, repeat, out)
+        for p in planned:
+            check(p.run, p.sim.num_supernodes)
+    except ConfigError as exc:
+        _fail(exc, 2)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        runs = progress.add_task("runs", total=len(planned))
+        rounds = progress.add_task("rounds", total=1)
+
+        def on_run(p, skipped: bool) -> None:
+            progress.update(runs, advance=0 if p is planned[0] else 1)
+            name = f"{p.label} #{p.repeat}" + (" (done)" * skipped)
+            total = p.run.rounds.num_server_rounds
+            progress.update(rounds, total=total, completed=0, description=name)
+
+        def on_round(event: str, payload) -> None:
+            if event == "round" and payload.round > 0:
+                progress.update(rounds, completed=payload.round)
+
+        try:
+            run_sweep(planned, out, simulate=simulate, on_run=on_run, report=on_round)
+        except Exception as exc:
+            _fail(exc, 1)
+        progress.update(runs, completed=len(planned))
+    _report(out)
+
+
+@cli.command()
+def report(out: Annotated[Path, typer.Argument(help="a sweep's directory")]) -> None:
+    """Render a sweep's table, Pareto fronts and figures again."""
+    _report(out)
+
+
+def _report(out: Path) -> None:
+    from ..simulations.report import write
+
+    try:
+        files = write(out)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(exc, 1)
+    console.print((out / "table.md").read_text(encoding="utf-8"), markup=False)
+    console.print("wrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,87 @@
+"""The sweep's figures (matplotlib, written as PNG; no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("figures need matplotlib: pip install 'fedslim[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_curves(runs) -> dict[str, dict[str, np.ndarray]]:
+    """Per configuration, the mean over its repeats of each curve, cut to the shortest."""
+    out = {}
+    for label in dict.fromkeys(r.label for r in runs):
+        mine = [r.rounds for r in runs if r.label == label]
+        n = min(len(rows) for rows in mine)
+        series = {
+            "round": [[x.round for x in rows[:n]] for rows in mine],
+            "accuracy": [[x.accuracy for x in rows[:n]] for rows in mine],
+            "uplink": [np.cumsum([x.uplink_bytes for x in rows[:n]]) for rows in mine],
+            "time": [[x.sim_elapsed_s for x in rows[:n]] for rows in mine],
+            "energy": [np.cumsum([x.energy_j for x in rows[:n]]) for rows in mine],
+        }
+        out[label] = {k: np.mean(np.asarray(v, float), axis=0) for k, v in series.items()}
+    return out
+
+
+def curves(runs, path: Path) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+    panels = [
+        ("round", "round"),
+        ("uplink", "cumulative uplink bytes"),
+        ("time", "simulated seconds"),
+        ("energy", "cumulative client energy (J)"),
+    ]
+    for label, c in _mean_curves(runs).items():
+        for ax, (key, _) in zip(axes.flat, panels, strict=True):
+            ax.plot(c[key], c["accuracy"], marker="o", markersize=3, label=label)
+    for ax, (_, xlabel) in zip(axes.flat, panels, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out accuracy")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("accuracy of the global adapter (mean over repeats)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fronts(rows: list[dict], front: list[dict], path: Path) -> Path:
+    from .report import COSTS
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+    for ax, (axis, (column, xlabel)) in zip(axes.flat, COSTS.items(), strict=True):
+        ax.scatter([r[column] for r in rows], [r["final_accuracy"] for r in rows], color="grey")
+        for r in rows:
+            ax.annotate(r["configuration"], (r[column], r["final_accuracy"]), fontsize=6)
+        best = sorted((f for f in front if f["axis"] == axis), key=lambda f: f[column])
+        ax.plot([f[column] for f in best], [f["final_accuracy"] for f in best], "r-o", ms=4,
+                label="Pareto front")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        if all(r[column] > 0 for r in rows):
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("final accuracy")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("final accuracy against what it cost (mean over repeats)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

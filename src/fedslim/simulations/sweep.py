@@ -1,0 +1,103 @@
+"""Sweeps: the cross product of configuration axes, each run a real federation.
+
+``--grid KEY=VALUE`` adds VALUE to KEY's axis (a value may contain commas, so
+``--grid uplink-codec=topk:0.05|q4|zstd:3`` is one value). Every configuration is
+validated before the first run starts; each run writes the usual results under
+``OUT/runs/<configuration>-r<repeat>/``, and a finished run is skipped when the sweep is
+run again, so an interrupted sweep resumes. ``report.py`` turns the runs into tables,
+Pareto fronts and figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, SimulationConfig, split_config
+from ..errors import ConfigError
+
+INDEX = "sweep.json"
+
+
+@dataclass(frozen=True)
+class Planned:
+    label: str  # "strategy=ffa, uplink-codec=q8" (the grid's values only)
+    repeat: int
+    run: RunConfig
+    sim: SimulationConfig
+    out: Path
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--grid expects KEY=VALUE, got {item!r}")
+        axis = grid.setdefault(key.strip(), [])
+        if value.strip() not in axis:
+            axis.append(value.strip())
+    return grid
+
+
+def plan(grid: dict[str, list[str]], base: dict[str, Any], repeat: int, out: Path) -> list[Planned]:
+    """Every run of the sweep, validated: a bad key or value fails before anything runs.
+    Repeats differ by seed (the base seed + the repeat index)."""
+    if repeat < 1:
+        raise ConfigError(f"--repeat must be >= 1, got {repeat}")
+    keys = list(grid)
+    runs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "base"
+        for r in range(repeat):
+            mapping = {**base, **dict(zip(keys, values, strict=True))}
+            try:
+                run, sim = split_config(mapping)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep configuration {label!r}: {exc}") from None
+            directory = out / "runs" / f"{_slug(label)}-r{r}"
+            run = run.replace(seed=run.seed + r, out=str(directory), overwrite=True)
+            runs.append(Planned(label, r, run, sim, directory))
+    return runs
+
+
+def run_sweep(
+    planned: list[Planned],
+    out: Path,
+    *,
+    simulate: Callable[..., dict],
+    on_run: Callable[[Planned, bool], None] = lambda p, skipped: None,
+    report: Callable[[str, Any], None] = lambda e, p: None,
+) -> None:
+    """Run what is not finished yet; ``on_run(planned, skipped)`` before each."""
+    out.mkdir(parents=True, exist_ok=True)
+    index = [{"label": p.label, "repeat": p.repeat, "dir": str(p.out.relative_to(out))}
+             for p in planned]  # fmt: skip
+    (out / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
+    for p in planned:
+        done = finished(p)
+        on_run(p, done)
+        if not done:
+            simulate(p.run, p.sim, report=report)
+
+
+def finished(p: Planned) -> bool:
+    """A run whose summary records the same experiment (keys added later count as their
+    defaults) and all its rounds, or its target."""
+    try:
+        summary = json.loads((p.out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    saved, default = summary.get("config", {}), RunConfig().to_mapping()
+    same = all(saved.get(k, default[k]) == v for k, v in p.run.record().items() if k != "out")
+    complete = summary.get("rounds") == p.run.rounds.num_server_rounds or summary.get("to_target")
+    return same and bool(complete)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", label.replace(", ", "__"))[:120]

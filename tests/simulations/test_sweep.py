@@ -1,0 +1,69 @@
+"""A 3-client sweep of 2 x 2 configurations: runs, resumes, and writes its report."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fedslim.cli import cli
+from fedslim.config import ConfigError
+from fedslim.simulations.sweep import parse_grid, plan
+
+BASE = ["num-supernodes=3", "num-server-rounds=2", "num-examples=300", "local-steps=3",
+        "num-cpus=2", "devices=mix:phone-mid=0.5,laptop=0.5", "links=lte"]  # fmt: skip
+GRID = ["strategy=fedavg", "strategy=ffa", "uplink-codec=none", "uplink-codec=q4|zstd:3"]
+
+
+def _args(out, *extra):
+    args = ["sweep", "--out", str(out)]
+    for g in GRID:
+        args += ["--grid", g]
+    for s in BASE:
+        args += ["--set", s]
+    return args + list(extra)
+
+
+def test_a_sweep_writes_table_pareto_and_figures_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, _args(out))
+    assert result.exit_code == 0, result.output
+    with (out / "table.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {r["configuration"] for r in rows} == {
+        f"strategy={s}, uplink-codec={c}" for s in ("fedavg", "ffa") for c in ("none", "q4|zstd:3")
+    }
+    assert all(float(r["energy_j"]) > 0 and float(r["sim_s"]) > 0 for r in rows)
+    by = {r["configuration"]: r for r in rows}
+    compressed = by["strategy=fedavg, uplink-codec=q4|zstd:3"]["uplink_bytes"]
+    assert float(compressed) < float(by["strategy=fedavg, uplink-codec=none"]["uplink_bytes"])
+    with (out / "pareto.csv").open() as fh:
+        front = list(csv.DictReader(fh))
+    assert {f["axis"] for f in front} == {"uplink", "time", "energy", "money"}
+    for name in ("curves.png", "pareto.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    summaries = sorted(out.glob("runs/*/summary.json"))
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    again = CliRunner().invoke(cli, _args(out))  # finished runs are skipped
+    assert again.exit_code == 0, again.output
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps
+    index = json.loads((out / "sweep.json").read_text())
+    assert len(index) == 4
+
+
+def test_a_bad_grid_fails_before_anything_runs(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "--out", str(tmp_path / "s"), "--grid", "lora-r=x"])
+    assert result.exit_code == 2 and "lora-r" in result.output
+    assert not (tmp_path / "s").exists()
+    result = CliRunner().invoke(
+        cli, ["sweep", "--out", str(tmp_path / "s"), "--grid", "devices=pager"]
+    )
+    assert result.exit_code == 2 and "pager" in result.output
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_grid(["nokey"])
+
+
+def test_repeats_differ_by_seed_and_values_may_hold_commas(tmp_path):
+    planned = plan(parse_grid(["devices=mix:laptop=1,phone-low=1"]), {"seed": "5"}, 2, tmp_path)
+    assert [p.run.seed for p in planned] == [5, 6]
+    assert planned[0].run.sim.devices == "mix:laptop=1,phone-low=1"
