@@ -81,3 +81,32 @@ def _report(out: Path) -> None:
         _fail(exc, 1)
     console.print((out / "table.md").read_text(encoding="utf-8"), markup=False)
     console.print("wrote " + ", ".join(str(f) for f in files))
+
+
+@cli.command()
+def calibrate(
+    out: Annotated[Path, typer.Option("--out", help="profiles file to write")] = Path(
+        "host-profile.toml"
+    ),
+    set_: SetOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="training steps to time")] = 10,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (a client's CPUs)")] = 1,
+) -> None:
+    """Measure this host's training FLOP/s for a model (--set model=...) as a `host` profile."""
+    from ..config import RunConfig
+    from ..simulations.calibrate import host_device, measure, write_profile
+
+    try:
+        cfg = RunConfig.from_mapping(parse_assignments(set_ or []))
+    except ConfigError as exc:
+        _fail(exc, 2)
+    if steps < 1 or threads < 1:
+        _fail(ValueError("--steps and --threads must be >= 1"), 2)
+    flops, seconds, total = measure(cfg, steps=steps, threads=threads)
+    device = host_device(flops, threads)
+    write_profile(out, device, model=cfg.adapter.model)
+    console.print(
+        f"{cfg.adapter.model}: {total / 1e9:.1f} GFLOP in {seconds:.2f} s on {threads} thread(s)"
+        f" = {flops / 1e9:.2f} GFLOP/s effective\nwrote {out}: use it with "
+        f"--set profiles={out} --set devices=host"
+    )

@@ -1,0 +1,59 @@
+"""Measure this host's effective training FLOP/s for a model: the ``host`` device profile.
+
+Effective, not peak: FLOPs counted by torch's counter on the steps that ran, divided by
+the seconds the steps took, one thread by default (a simulated client gets one CPU).
+Small models run far below a CPU's peak (per-operation overhead dominates), so calibrate
+with the model you simulate. Power cannot be read here (no RAPL), so the profile's watts
+are marked as estimates to edit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..config import RunConfig
+from .profiles import Device
+
+# whole-machine power of a busy laptop-class CPU core and of an idle machine [u]: edit
+# these in the written profile with a wattmeter's reading
+WATTS_PER_BUSY_CORE, IDLE_W = 10.0, 5.0
+
+
+def measure(cfg: RunConfig, *, steps: int = 10, threads: int = 1) -> tuple[float, float, int]:
+    """(effective FLOP/s, seconds, FLOPs) of ``steps`` local steps of the run's model."""
+    import torch
+
+    from ..client.workload import run_model, run_task
+    from ..task.models import build_tokenizer
+    from ..task.partition import partition_indices
+    from ..task.train import train_local
+
+    torch.set_num_threads(threads)
+    task = run_task(cfg)
+    model = run_model(cfg, task)
+    tok = build_tokenizer(cfg.adapter.model)
+    indices = partition_indices(task, "iid", partition_id=0, num_partitions=2, seed=cfg.seed)
+    kwargs = dict(batch_size=cfg.task.batch_size, lr=cfg.task.lr, max_length=cfg.task.max_length)
+    train_local(model, task, indices, tok, steps=1, seed=0, **kwargs)  # warm up caches
+    t0 = time.perf_counter()
+    result = train_local(model, task, indices, tok, steps=steps, seed=1, **kwargs)
+    seconds = time.perf_counter() - t0
+    return result.flops / seconds, seconds, result.flops
+
+
+def host_device(flops: float, threads: int = 1) -> Device:
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6
+    return Device("host", flops, IDLE_W + WATTS_PER_BUSY_CORE * threads, IDLE_W, memory_mb)
+
+
+def write_profile(path: Path, device: Device, *, model: str) -> None:
+    """A profiles file (``profiles = FILE``) holding this host as ``[device.host]``."""
+    path.write_text(
+        f"# written by fedslim calibrate for model {model}: {device.flops / 1e9:.2f} GFLOP/s\n"
+        "# effective; active_w and idle_w are estimates [u]: measure them at the wall\n"
+        f"[device.host]\nflops = {device.flops:.6g}\nactive_w = {device.active_w}\n"
+        f"idle_w = {device.idle_w}\nmemory_mb = {device.memory_mb:.0f}\n",
+        encoding="utf-8",
+    )
