@@ -176,11 +176,15 @@ class SimulationConfig:
     num_supernodes: int = _key("virtual clients (one data partition each)", 5)
     cpus_per_client: float = _key("Ray CPUs per client; 1 runs two at a time on 2 cores", 1.0)
     num_cpus: int = _key("CPUs Ray may use (0 = all)", 0)
+    ray_address: str = _key('an existing Ray cluster ("HOST:PORT"); "" starts a local one', "")
 
     def __post_init__(self) -> None:
         _check(self.num_supernodes >= 1, "num-supernodes", "an integer >= 1")
         _check(self.cpus_per_client > 0, "cpus-per-client", "a float > 0")
         _check(self.num_cpus >= 0, "num-cpus", "an integer >= 0")
+        host, _, port = self.ray_address.rpartition(":")
+        ok = not self.ray_address or (bool(host) and port.isdigit())
+        _check(ok, "ray-address", '"HOST:PORT" of a running Ray head', self.ray_address)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimulationConfig:

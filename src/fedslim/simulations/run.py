@@ -67,9 +67,13 @@ def _quiet() -> None:
 
 
 def _backend(sim: SimulationConfig, verbose: bool) -> dict:
-    """Ray's settings: one client per ``cpus-per-client`` CPUs, quiet unless verbose."""
-    init_args: dict = {"include_dashboard": False}  # the dashboard costs seconds per start
-    if sim.num_cpus:
+    """Ray's settings: one client per ``cpus-per-client`` CPUs, quiet unless verbose; on an
+    existing cluster (``ray-address``) its own resources apply."""
+    if sim.ray_address:
+        init_args: dict = {"address": sim.ray_address}
+    else:  # this machine's loopback, never another interface; no dashboard (seconds/start)
+        init_args = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+    if sim.num_cpus and not sim.ray_address:
         init_args["num_cpus"] = sim.num_cpus
     if not verbose:
         init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
