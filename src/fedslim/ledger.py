@@ -70,6 +70,7 @@ class RoundRow:
     sim_elapsed_s: float = 0.0  # simulated time since round 1
     energy_j: float = 0.0  # every client's, dropped ones included
     cost_usd: float = 0.0  # clients' data and electricity, and the server's time
+    eval_s: float = 0.0  # the server's evaluation of the new global adapter
 
     @classmethod
     def of(

@@ -34,8 +34,10 @@ class ProgressReporter:
     def __init__(self, progress: Progress) -> None:
         self.progress, self.task, self.rows = progress, None, []
         self.t0 = time.monotonic()
+        self.marks: dict[str, float] = {}  # event -> when it last came
 
     def __call__(self, event: str, payload: dict) -> None:
+        self.marks[event] = time.monotonic()
         if event == "start":
             self.ready_s = time.monotonic() - self.t0
             total = payload["num_rounds"] - payload["start_round"]
@@ -50,6 +52,21 @@ class ProgressReporter:
                 self.progress.update(
                     self.task, advance=1, status=f"round {payload.round} acc {payload.accuracy:.3f}"
                 )
+
+
+def time_account(reporter: ProgressReporter, t0: float, t_call: float, t_done: float) -> str:
+    """Where a run's wall seconds went; the parts add up to the total."""
+    start = reporter.marks.get("start", t_call)
+    end = reporter.marks.get("end", t_done)
+    training = sum(r.wall_s for r in reporter.rows)
+    evaluation = sum(r.eval_s for r in reporter.rows)
+    rounds = end - start
+    return (
+        f"wall {t_done - t0:.1f} s = setup {t_call - t0:.1f} + engine start {start - t_call:.1f}"
+        f" + rounds {rounds:.1f} (clients and aggregation {training:.1f}, evaluation "
+        f"{evaluation:.1f}, results and checkpoints {rounds - training - evaluation:.1f}) + "
+        f"teardown {t_done - end:.1f}"
+    )
 
 
 def _table(rows: list[RoundRow]) -> Table:
@@ -138,6 +155,6 @@ def _totals(summary: dict) -> str:
     if summary.get("sim_elapsed_s"):
         text += (
             f"\nsimulated: {summary['sim_elapsed_s']:.1f} s, {summary['total_energy_j']:.0f} J, "
-            f"{summary['total_cost_usd']:.4f} USD"
+            f"{summary['total_cost_usd']:.3g} USD"
         )
     return text

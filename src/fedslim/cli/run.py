@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from .common import (
     _totals,
     cli,
     console,
+    time_account,
 )
 
 
@@ -57,16 +59,15 @@ def simulate(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         reporter = ProgressReporter(progress)
+        t_call = time.monotonic()
         try:
             summary = run_simulation(run, sim, report=reporter, verbose=verbose)
         except Exception as exc:  # the run failed: say why, keep what was written
             _fail(exc, 1)
-    wall = time.monotonic() - t0
-    Console().print(_table(reporter.rows))
-    rounds_s = sum(r.wall_s for r in reporter.rows)
+    t_done = time.monotonic()
+    Console(width=None if sys.stdout.isatty() else 110).print(_table(reporter.rows))
     console.print(
-        f"{_totals(summary)}; wall {wall:.1f} s "
-        f"(setup+engine start {getattr(reporter, 'ready_s', 0.0):.1f} s, rounds {rounds_s:.1f} s)"
+        f"{_totals(summary)}\n{time_account(reporter, t0, t_call, t_done)}"
         f"\nresults: {run.out}/rounds.csv, clients.csv, summary.json"
     )
 

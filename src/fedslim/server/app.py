@@ -121,10 +121,14 @@ class _Run:
             clock(cfg, self.model, self.nodes.partitions) if clock else None,
         )  # fmt: skip
         self.startup_s = time.monotonic() - t0
+        self.eval_s = 0.0
 
     def evaluate(self) -> dict[str, float]:
+        t0 = time.monotonic()
         load_global(self.model, self.arrays)
-        return evaluate(self.model, self.task, self.tok, max_length=self.cfg.task.max_length)
+        metrics = evaluate(self.model, self.task, self.tok, max_length=self.cfg.task.max_length)
+        self.eval_s = time.monotonic() - t0
+        return metrics
 
     def play(self) -> dict:
         cfg = self.cfg
@@ -156,6 +160,7 @@ class _Run:
         return row
 
     def _record(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        row.eval_s = self.eval_s
         self.history.rounds.append(row)
         self.history.clients.extend(rows)
         state = export_state(self.strategy.inner) if row.round else {}
