@@ -14,6 +14,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -22,6 +23,7 @@ import torch  # noqa: E402
 from fedslim import seeds  # noqa: E402
 from fedslim.client.workload import model_spec, run_task  # noqa: E402
 from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.ledger import read_clients  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 from fedslim.task import train as train_mod  # noqa: E402
 from fedslim.task.adapters import get_adapter, set_adapter  # noqa: E402
@@ -95,10 +97,14 @@ def main() -> None:
 
         simulate(cfg, sim, report=report)
         total = time.perf_counter() - t0
+        clients = read_clients(Path(out))
     parallel = 2  # Ray runs two one-CPU clients at a time on this 2-core machine
-    ideal = statistics.mean(r.train_s for r in rows) * args.clients / parallel
     walls = [r.wall_s for r in rows]
     warm = statistics.mean(walls[1:]) if len(walls) > 1 else walls[0]
+    # the sum of the clients' own training seconds in the warm rounds, over the workers
+    warm_rounds = {r.round for r in rows[1:]} or {rows[0].round}
+    trained = sum(c.train_s for c in clients if c.round in warm_rounds) / len(warm_rounds)
+    ideal = trained / parallel
     print(f"clients={args.clients} rounds={args.rounds} local-steps={cfg.task.local_steps}")
     print(
         f"direct training, one round, sequential:  {plain_s:6.2f} s "
