@@ -18,6 +18,7 @@ OTHER_NAMESPACES = {
     "config/sections.py": {"num-examples", "lora-r"},
     "server/checkpoint.py": {"config"},
     "server/results.py": {"config"},
+    "simulations/sweep.py": {"config"},
 }
 
 

@@ -24,7 +24,7 @@ from ..task.residual import load_global
 from ..task.train import train_local
 from ..transport import apply_downlink
 from ..vectors import digest, flatten, layout, unflatten
-from .workload import initial_global, run_model, run_task
+from .workload import client_model, run_task
 
 app = ClientApp()
 
@@ -57,8 +57,7 @@ def train(msg: Message, context: Context) -> Message:
     indices = partition_indices(
         task, cfg.task.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
-    model = run_model(cfg, task, rank)
-    initial = initial_global(cfg, model)
+    model, initial = client_model(cfg, task, rank)
     state = protocol.load_state(context.state) or protocol.NodeState(flatten(initial), None)
     if digest(state.held) != ins.base:  # start over from g0, as will the server
         protocol.save_state(context.state, protocol.NodeState(flatten(initial), None))

@@ -8,6 +8,7 @@ model looks like (FFA freezes A; exact aggregation adds residuals to the global 
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,3 +43,17 @@ def run_model(cfg: RunConfig, task: TaskData, rank: int | None = None):
 def initial_global(cfg: RunConfig, model) -> OrderedDict[str, np.ndarray]:
     """``g0``: the adapter (and zero residuals when the strategy needs them)."""
     return global_state(model, exact=cfg.strategy.spec.base_residual)
+
+
+def client_model(cfg: RunConfig, task: TaskData, rank: int):
+    """(model, g0) for a client: built once per worker process and spec, since building
+    the frozen base is the costly part (a pretrained model is read from disk). Nothing of
+    a node stays in it: every message loads the node's adapter (and residuals) over all
+    of the model's trainable and exchanged state, and g0 is the copy taken at build."""
+    return _built(model_spec(cfg, task, rank), cfg.strategy.spec.base_residual)
+
+
+@lru_cache(maxsize=4)  # a spec per LoRA rank a worker serves
+def _built(spec: ModelSpec, residual: bool):
+    model = build_model(spec)
+    return model, global_state(model, exact=residual)

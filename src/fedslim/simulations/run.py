@@ -83,6 +83,27 @@ def _backend(sim: SimulationConfig, verbose: bool) -> dict:
     }
 
 
+def _run_and_context(run: RunConfig):
+    """The Flower run and the ServerApp's context, as ``flwr run`` would make them (private
+    API: ``run_simulation`` would hand the apps an empty run config)."""
+    from flwr.app import Context, RecordDict
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.constant import NOOP_FEDERATION_ID
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+
+    flwr_run = Run.create_empty(run_id=run.seed + 1)
+    flwr_run.primary_task_id = 1
+    flwr_run.federation_id = NOOP_FEDERATION_ID
+    TaskIdentity.task_id, TaskIdentity.run_id = 1, flwr_run.run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+    config = run.to_mapping()
+    context = Context(
+        run_id=flwr_run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=config
+    )
+    return flwr_run, context
+
+
 def simulate(
     run: RunConfig,
     sim: SimulationConfig,
@@ -94,13 +115,8 @@ def simulate(
     """Run the federation to the end; returns the run summary. Raises on failure.
     ``client_app`` replaces fedslim's ClientApp (e.g. ``client.faults.faulty_app``)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
-    from flwr.app import Context, RecordDict
-    from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.serverapp import ServerApp
     from flwr.simulation.run_simulation import _run_simulation
-    from flwr.supercore.constant import NOOP_FEDERATION_ID
-    from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
     from flwr.supercore.telemetry import EventType
 
     from ..client.app import app as default_client
@@ -117,17 +133,9 @@ def simulate(
 
     if not verbose:
         _quiet()
-    config = run.to_mapping()
     with tempfile.TemporaryDirectory(prefix="fedslim-app-") as tmp:
         app_dir = write_app_dir(Path(tmp), run)
-        flwr_run = Run.create_empty(run_id=run.seed + 1)
-        flwr_run.primary_task_id = 1
-        flwr_run.federation_id = NOOP_FEDERATION_ID
-        TaskIdentity.task_id, TaskIdentity.run_id = 1, flwr_run.run_id
-        TaskIdentity.node_id = SUPERLINK_NODE_ID
-        context = Context(
-            run_id=flwr_run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=config
-        )
+        flwr_run, context = _run_and_context(run)
         _run_simulation(
             num_supernodes=sim.num_supernodes,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,

@@ -53,7 +53,7 @@ def plan(grid: dict[str, list[str]], base: dict[str, Any], repeat: int, out: Pat
     keys = list(grid)
     runs = []
     for values in itertools.product(*(grid[k] for k in keys)):
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "base"
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "defaults"
         for r in range(repeat):
             mapping = {**base, **dict(zip(keys, values, strict=True))}
             try:
