@@ -1,0 +1,5 @@
+"""`python -m fedslim.cli`: the same as the `fedslim` command."""
+
+from . import main
+
+main()
