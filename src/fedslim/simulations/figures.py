@@ -51,14 +51,7 @@ def curves(runs, path: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
-    for ax in axes[:, 0]:
-        ax.set_ylabel("held-out accuracy")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("accuracy of the global adapter (mean over repeats)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, "held-out accuracy", "accuracy of the global adapter", path)
 
 
 def fronts(rows: list[dict], front: list[dict], path: Path) -> Path:
@@ -77,10 +70,14 @@ def fronts(rows: list[dict], front: list[dict], path: Path) -> Path:
         if all(r[column] > 0 for r in rows):
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
+    return _save(plt, fig, axes, "final accuracy", "final accuracy against what it cost", path)
+
+
+def _save(plt, fig, axes, ylabel: str, title: str, path: Path) -> Path:
     for ax in axes[:, 0]:
-        ax.set_ylabel("final accuracy")
+        ax.set_ylabel(ylabel)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("final accuracy against what it cost (mean over repeats)")
+    fig.suptitle(f"{title} (mean over repeats)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
