@@ -61,15 +61,22 @@ def fronts(rows: list[dict], front: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
     for ax, (axis, (column, xlabel)) in zip(axes.flat, COSTS.items(), strict=True):
         ax.scatter([r[column] for r in rows], [r["final_accuracy"] for r in rows], color="grey")
-        for r in rows:
-            ax.annotate(r["configuration"], (r[column], r["final_accuracy"]), fontsize=6)
+        for i, r in enumerate(rows, start=1):  # numbered: the key is under the figure
+            ax.annotate(str(i), (r[column], r["final_accuracy"]), fontsize=8,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
         best = sorted((f for f in front if f["axis"] == axis), key=lambda f: f[column])
         ax.plot([f[column] for f in best], [f["final_accuracy"] for f in best], "r-o", ms=4,
                 label="Pareto front")  # fmt: skip
         ax.set_xlabel(xlabel)
-        if all(r[column] > 0 for r in rows):
+        values = [r[column] for r in rows]
+        if min(values) > 0 and max(values) > 10 * min(values):
             ax.set_xscale("log")
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         ax.grid(alpha=0.3)
+    key = "   ".join(f"{i}: {r['configuration']}" for i, r in enumerate(rows, start=1))
+    fig.text(0.5, 0.005, key, ha="center", fontsize=7, wrap=True)
+    fig.subplots_adjust(bottom=0.12)
     return _save(plt, fig, axes, "final accuracy", "final accuracy against what it cost", path)
 
 
