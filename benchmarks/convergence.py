@@ -64,6 +64,11 @@ PIPELINES = [
 ]
 
 
+def kebab(values: dict) -> dict:
+    """A case's python-style keys as run-config keys."""
+    return {k.replace("_", "-"): v for k, v in values.items()}
+
+
 def parse_recipe(spec: str) -> tuple[str, str, dict]:
     """``UP/DOWN[/key=value,...]`` -> codecs and run-config overrides (a training recipe)."""
     up, down, *rest = spec.split("/")

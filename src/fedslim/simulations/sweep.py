@@ -106,11 +106,12 @@ def _slug(label: str) -> str:
 def plan_recipes(
     recipes: dict[str, dict[str, Any]], base: dict[str, Any], repeat: int, out: Path
 ) -> list[Planned]:
-    """Like :func:`plan`, for named bundles of keys (a recipe changes several at once)."""
+    """Like :func:`plan`, for named bundles of keys (a recipe changes several at once);
+    each run's directory is named by its recipe and seed."""
     planned = []
     for label, values in recipes.items():
         for p in plan({}, {**base, **values}, repeat, out / "_"):
-            directory = out / "runs" / f"{_slug(label)}-r{p.repeat}"
+            directory = out / "runs" / f"{_slug(label)}-s{p.run.seed}"
             run = p.run.replace(out=str(directory))
             planned.append(Planned(label, p.repeat, run, p.sim, directory))
     return planned
