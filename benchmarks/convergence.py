@@ -15,15 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.config import RunConfig  # noqa: E402
 from fedslim.ledger import RoundRow, read_rounds  # noqa: E402
+from fedslim.simulations.report import write  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
+from fedslim.simulations.sweep import plan_recipes, run_sweep  # noqa: E402
 
 
 def _minilm() -> str:
@@ -79,46 +82,6 @@ def parse_recipe(spec: str) -> tuple[str, str, dict]:
     return up, down, extra
 
 
-def run_once(
-    base: dict,
-    nodes: int,
-    up: str,
-    down: str,
-    seed: int,
-    rounds: int,
-    target: float,
-    out: Path,
-    *,
-    fresh: bool = False,
-) -> list[RoundRow]:
-    """One federation's rounds; a stored finished run with the same config is reused."""
-    values = {
-        **base,
-        "num_server_rounds": rounds,
-        "uplink_codec": up,
-        "downlink_codec": down,
-        "seed": seed,
-        "target_accuracy": target,
-        "out": str(out),
-    }
-    cfg = RunConfig.from_mapping({k.replace("_", "-"): v for k, v in values.items()})
-    if fresh or not _done(out, cfg):  # replaces a stale or partial run in `out`
-        cfg = cfg.replace(overwrite=True)
-        simulate(cfg, SimulationConfig(num_supernodes=nodes), report=lambda e, p: None)
-    return read_rounds(out)
-
-
-def _done(out: Path, cfg: RunConfig) -> bool:
-    try:
-        saved = json.loads((out / "summary.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        return False
-    # a key added since the run was stored counts as its default (defaults keep the old
-    # behaviour when keys are added)
-    default = RunConfig().to_mapping()
-    return all(saved.get(k, default[k]) == v for k, v in cfg.record().items() if k != "out")
-
-
 def to_target(rows: list[RoundRow], target: float) -> dict | None:
     """Cumulative bytes up to the first round at or above ``target`` (None: never)."""
     acc = {"up": 0.0, "total": 0.0, "up_payload": 0.0}
@@ -145,43 +108,30 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="re-run even stored finished runs")
     args = ap.parse_args()
     make_base, nodes = CASES[args.case]
-    base = make_base()
-    rounds = base.get("num_server_rounds", RunConfig().rounds.num_server_rounds)
-    results: dict[str, list] = {}
-    t0 = time.perf_counter()
+    base = {**kebab(make_base()), "num-supernodes": nodes}
+    rounds = base.get("num-server-rounds", RunConfig().rounds.num_server_rounds)
+    out, t0 = args.out / args.case, time.perf_counter()
+    everything, results = [], {}
+
+    def sweep(recipes: dict, seed: int) -> list[RoundRow]:
+        planned = plan_recipes(recipes, {**base, "seed": seed}, 1, out)
+        if args.fresh:
+            for p in planned:
+                shutil.rmtree(p.out, ignore_errors=True)
+        run_sweep(planned, out, simulate=simulate)
+        everything.extend(planned)
+        return read_rounds(planned[0].out)
+
     for seed in args.seeds:
-        ref = run_once(
-            base,
-            nodes,
-            "none",
-            "none",
-            seed,
-            rounds,
-            0.0,
-            args.out / args.case / f"ref-s{seed}",
-            fresh=args.fresh,
-        )
+        codecs = {"uplink-codec": "none", "downlink-codec": "none", "num-server-rounds": rounds}
+        ref = sweep({"ref": codecs}, seed)
         target = ref[-1].accuracy - 0.01
         # the reference is always reported: every ratio is against it
         for spec in ["none/none", *(p for p in args.pipelines if p != "none/none")]:
             up, down, extra = parse_recipe(spec)
-            rows = (
-                ref
-                if spec == "none/none"
-                else run_once(
-                    {**base, **extra},
-                    nodes,
-                    up,
-                    down,
-                    seed,
-                    2 * rounds,
-                    target,
-                    args.out
-                    / args.case
-                    / f"{spec.replace('|', '+').replace('/', '__').replace(',', '_')}-s{seed}",
-                    fresh=args.fresh,
-                )
-            )
+            recipe = {**kebab(extra), "uplink-codec": up, "downlink-codec": down,
+                      "num-server-rounds": 2 * rounds, "target-accuracy": target}  # fmt: skip
+            rows = ref if spec == "none/none" else sweep({spec: recipe}, seed)
             hit = to_target(rows, target)
             results.setdefault(spec, []).append(
                 {"seed": seed, "target": target, "final": rows[-1].accuracy, "hit": hit}
@@ -192,7 +142,9 @@ def main() -> None:
                 f"{target:.3f} -> {reached}",
                 flush=True,
             )
-    report(results, args.case, args.out / args.case / "summary.json")
+    run_sweep(everything, out, simulate=simulate)  # all finished: writes the whole index
+    write(out)
+    report(results, args.case, out / "summary.json")
 
 
 def report(results: dict[str, list], case: str, path: Path) -> None:
