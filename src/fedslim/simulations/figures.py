@@ -46,11 +46,16 @@ def curves(runs, path: Path) -> Path:
     ]
     for label, c in _mean_curves(runs).items():
         for ax, (key, _) in zip(axes.flat, panels, strict=True):
-            ax.plot(c[key], c["accuracy"], marker="o", markersize=3, label=label)
-    for ax, (_, xlabel) in zip(axes.flat, panels, strict=True):
+            # bytes span orders of magnitude across codecs: log scale, from round 1
+            start = 1 if key == "uplink" and len(c[key]) > 1 else 0
+            ax.plot(c[key][start:], c["accuracy"][start:], marker="o", markersize=3, label=label)
+    for ax, (key, xlabel) in zip(axes.flat, panels, strict=True):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        if key == "uplink":
+            ax.set_xscale("log")
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     return _save(plt, fig, axes, "held-out accuracy", "accuracy of the global adapter", path)
 
 
