@@ -1,0 +1,1 @@
+"""Split inference: a weak device runs the first blocks, a server the rest."""

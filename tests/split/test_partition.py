@@ -1,0 +1,61 @@
+"""Head + tail equal the unsplit model, for every split point (tiny Llama and a BERT)."""
+
+import pytest
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+
+from fedslim.split.partition import num_blocks, split
+from fedslim.task.models import ModelSpec, build_model
+
+
+def _llama(kind: str = "cls"):
+    spec = ModelSpec(model="tiny", kind=kind, num_labels=4 if kind == "cls" else 0, lora_r=4,
+                     lora_alpha=8, lora_targets="auto", seed=0)  # fmt: skip
+    return build_model(spec)
+
+
+def _bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=3)  # fmt: skip
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=["query", "value"]
+    )
+    return get_peft_model(BertForSequenceClassification(config), lora).eval()
+
+
+def _inputs(vocab: int, pad: int = 0):
+    torch.manual_seed(1)
+    ids = torch.randint(4, vocab, (3, 9))
+    mask = torch.ones_like(ids)
+    ids[1, 6:], mask[1, 6:] = pad, 0  # a padded sequence
+    return ids, mask
+
+
+@pytest.mark.parametrize(
+    "make", [_llama, _bert, lambda: _llama("sft")], ids=["llama", "bert", "lm"]
+)
+def test_head_plus_tail_equals_the_unsplit_model_for_every_k(make):
+    model = make().eval()
+    for p in model.parameters():  # a trained-looking adapter, not LoRA's zero B
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    ids, mask = _inputs(model.config.vocab_size if hasattr(model, "config") else 100)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+    n = num_blocks(model)
+    assert n >= 2
+    for k in range(n + 1):
+        head, tail = split(model, k)
+        got = tail(head(ids, mask))
+        if full.dim() == 3:  # a causal LM: logits at every position
+            assert torch.equal(got, full), k
+        else:
+            assert torch.equal(got, full), k
+
+
+def test_a_split_point_outside_the_model_is_refused():
+    with pytest.raises(ValueError, match="0..2"):
+        split(_llama(), 3)
