@@ -49,11 +49,11 @@ def test_head_plus_tail_equals_the_unsplit_model_for_every_k(make):
     assert n >= 2
     for k in range(n + 1):
         head, tail = split(model, k)
-        got = tail(head(ids, mask))
-        if full.dim() == 3:  # a causal LM: logits at every position
-            assert torch.equal(got, full), k
-        else:
-            assert torch.equal(got, full), k
+        act = head(ids, mask)
+        assert torch.equal(tail(act), full), k  # exactly: the same operations, in order
+        if 0 < k:  # and not by accident: the wrong half does not
+            _, other = split(model, k - 1)
+            assert not torch.allclose(other(act), full), k
 
 
 def test_a_split_point_outside_the_model_is_refused():
