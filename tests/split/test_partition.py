@@ -51,7 +51,7 @@ def test_head_plus_tail_equals_the_unsplit_model_for_every_k(make):
         head, tail = split(model, k)
         act = head(ids, mask)
         assert torch.equal(tail(act), full), k  # exactly: the same operations, in order
-        if 0 < k:  # and not by accident: the wrong half does not
+        if k > 0:  # and not by accident: the wrong half does not
             _, other = split(model, k - 1)
             assert not torch.allclose(other(act), full), k
 
