@@ -1,0 +1,72 @@
+"""Activations on the wire: the hidden states through a codec pipeline, with their shape,
+attention mask and pooled positions beside them.
+
+Layout (little-endian)::
+
+    b"FSAC" | u8 version | u32 batch | u32 tokens | u32 hidden
+    | mask: batch*tokens bytes | last: u32 * batch | the hidden states' wire blob
+
+The hidden states use the same pipelines, framing, CRC and size bounds as updates
+(``fedslim.compression``), but no error feedback: an activation is used once. Anything
+malformed raises ``WireFormatError`` before more than the declared size is touched.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import torch
+
+from ..compression import WireFormatError, build, decode
+from .partition import Activations
+
+MAGIC, VERSION = b"FSAC", 1
+_HEAD = struct.Struct("<4sBIII")
+
+
+def pack(act: Activations, spec: str = "none", *, seed: int = 0) -> bytes:
+    batch, tokens, hidden = act.hidden.shape
+    values = act.hidden.detach().to(torch.float32).reshape(-1).numpy()
+    mask = act.attention_mask.to(torch.uint8).reshape(-1).numpy()
+    last = act.last.to(torch.int64).numpy().astype("<u4")
+    return b"".join(
+        [
+            _HEAD.pack(MAGIC, VERSION, batch, tokens, hidden),
+            mask.tobytes(),
+            last.tobytes(),
+            build(spec).encode(values, seed=seed),
+        ]
+    )
+
+
+def unpack(data: bytes, *, max_elements: int) -> Activations:
+    """Parse and validate; WireFormatError on anything but a well-formed message that
+    declares at most ``max_elements`` hidden values."""
+    if not isinstance(data, bytes) or len(data) < _HEAD.size:
+        raise WireFormatError("activation message truncated or not bytes")
+    magic, version, batch, tokens, hidden = _HEAD.unpack_from(data, 0)
+    if magic != MAGIC or version != VERSION:
+        raise WireFormatError(f"not an activation message (magic {magic!r}, version {version})")
+    n = batch * tokens * hidden
+    if not 1 <= n <= max_elements:
+        raise WireFormatError(
+            f"activations declare {batch}x{tokens}x{hidden} values, allowed {max_elements}"
+        )
+    at = _HEAD.size
+    if len(data) < at + batch * tokens + 4 * batch:
+        raise WireFormatError("activation message truncated")
+    mask = np.frombuffer(data, np.uint8, count=batch * tokens, offset=at)
+    at += batch * tokens
+    last = np.frombuffer(data, "<u4", count=batch, offset=at).astype(np.int64)
+    at += 4 * batch
+    if mask.max(initial=0) > 1 or last.max(initial=0) >= tokens:
+        raise WireFormatError("attention mask or pooled positions out of range")
+    values = decode(data[at:], max_elements=n)
+    if values.size != n:
+        raise WireFormatError(f"blob holds {values.size} values, the shape {n}")
+    return Activations(
+        torch.from_numpy(values.reshape(batch, tokens, hidden).copy()),
+        torch.from_numpy(mask.reshape(batch, tokens).astype(np.int64)),
+        torch.from_numpy(last),
+    )
