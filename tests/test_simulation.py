@@ -57,7 +57,7 @@ def test_federation_learns_and_writes_results(two_rounds):
 
 
 def test_the_simulator_charges_the_ledger_bytes_and_flops(two_rounds):
-    from fedslim.simulations.profiles import DEVICES, LINKS
+    from fedslim.resources.profiles import DEVICES, LINKS
 
     out, cfg, summary, _ = two_rounds
     laptop, wifi = DEVICES["laptop"], LINKS["wifi"]

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from fedslim.errors import ConfigError
-from fedslim.simulations import cost, profiles
-from fedslim.simulations.profiles import Device, Link, Prices
+from fedslim.resources import cost, profiles
+from fedslim.resources.profiles import Device, Link, Prices
 
 DEVICE = Device("d", flops=1e9, active_w=2.0, idle_w=0.5, memory_mb=1000)
 LINK = Link("l", 10.0, 5.0, 0.2, a_up_mw=200, a_down_mw=100, base_mw=1000, tail_j=1.0, usd_per_gb=2)

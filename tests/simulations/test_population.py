@@ -9,7 +9,7 @@ from fedslim import protocol
 from fedslim.compression import encode
 from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
-from fedslim.simulations import profiles
+from fedslim.resources import profiles
 from fedslim.simulations.clock import SimClock, population
 from fedslim.simulations.population import Member
 from fedslim.strategies.catalog import make

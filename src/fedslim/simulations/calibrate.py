@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..config import RunConfig
-from .profiles import Device
+from ..resources.profiles import Device
 
 # whole-machine power of a busy laptop-class CPU core and of an idle machine [u]: edit
 # these in the written profile with a wattmeter's reading

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..ledger import ClientRow
-from . import cost, profiles
+from ..resources import cost, profiles
 from .population import Member, assign, is_available
 
 # The runtime's own footprint and the training loop's overhead beyond weights and

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import seeds
 from ..errors import ConfigError
-from .profiles import Device, Link
+from ..resources.profiles import Device, Link
 
 
 @dataclass(frozen=True)

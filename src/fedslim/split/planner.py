@@ -1,0 +1,101 @@
+"""Where to cut: per split point k, what the device, the link and the server spend, and the
+k that minimises latency or device energy (Neurosurgeon's idea, for transformer blocks).
+
+A model is profiled once (FLOPs per token of the embeddings, each block and the output
+head, and the weights each needs); a device, link and server come from the simulator's
+profiles. For k = 0..n the device runs the embeddings and blocks[:k], sends the
+activations (``tokens x hidden`` values, at ``bytes_per_value`` after the codec), the
+server runs the rest and sends the result back. A head that does not fit the device's
+memory is no candidate. Pure functions: the tests check the choice against brute force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..resources.cost import radio_j, transfer_s
+from ..resources.profiles import Device, Link
+
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A model's costs, measured once (``profile.py``)."""
+
+    embed_flops: float  # per token
+    block_flops: tuple[float, ...]  # per token, each block
+    out_flops: float  # per token: final norm and output head
+    embed_bytes: int  # weights the device needs for the embeddings
+    block_bytes: tuple[int, ...]  # ... for each block
+    hidden: int
+    result_bytes: int  # what the server sends back
+
+
+@dataclass(frozen=True)
+class SplitCost:
+    k: int
+    device_s: float
+    up_s: float
+    server_s: float
+    down_s: float
+    device_j: float
+    device_mb: float
+    fits: bool
+
+    @property
+    def latency_s(self) -> float:
+        return self.device_s + self.up_s + self.server_s + self.down_s
+
+
+def costs(
+    profile: Profile,
+    device: Device,
+    link: Link,
+    *,
+    server_flops: float,
+    tokens: int,
+    bytes_per_value: float,
+    runtime_mb: float,
+) -> list[SplitCost]:
+    """The cost of every split point k = 0..n (prefix sums: O(n))."""
+    head_flops = profile.embed_flops + np.concatenate([[0.0], np.cumsum(profile.block_flops)])
+    total = head_flops[-1] + profile.out_flops
+    head_bytes = profile.embed_bytes + np.concatenate([[0], np.cumsum(profile.block_bytes)])
+    up_bytes = int(tokens * profile.hidden * bytes_per_value) + 5 * tokens + 64  # + mask, header
+    up_s = transfer_s(up_bytes, link.up_mbps, link.rtt_s)
+    down_s = transfer_s(profile.result_bytes, link.down_mbps, link.rtt_s)
+    radio = radio_j(up_bytes, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j) + radio_j(
+        profile.result_bytes, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j
+    )
+    activation_mb = 4 * tokens * profile.hidden * 4 / MB  # a few live copies at fp32
+    out = []
+    for k in range(len(profile.block_flops) + 1):
+        device_s = head_flops[k] * tokens / device.flops
+        memory = runtime_mb + head_bytes[k] / MB + activation_mb
+        out.append(
+            SplitCost(
+                k=k,
+                device_s=float(device_s),
+                up_s=up_s,
+                server_s=float((total - head_flops[k]) * tokens / server_flops),
+                down_s=down_s,
+                device_j=float(device.active_w * device_s + radio),
+                device_mb=float(memory),
+                fits=bool(memory <= device.memory_mb),
+            )
+        )
+    return out
+
+
+def choose(candidates: list[SplitCost], objective: str = "latency") -> SplitCost:
+    """The fitting split with the least latency or device energy (ties: the smaller k)."""
+    if objective not in ("latency", "energy"):
+        raise ValueError(f"objective: expected latency or energy, got {objective!r}")
+    fitting = [c for c in candidates if c.fits]
+    if not fitting:
+        raise ValueError("no split point fits the device's memory")
+    key = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
+    return min(fitting, key=lambda c: (key(c), c.k))

@@ -1,0 +1,86 @@
+"""The planner's choice equals brute force over every split point, for random profiles."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedslim.resources.cost import radio_j, transfer_s
+from fedslim.resources.profiles import DEVICES, LINKS, Device, Link
+from fedslim.split.planner import Profile, choose, costs
+
+positive = st.floats(min_value=1e3, max_value=1e12, allow_nan=False)
+
+
+@st.composite
+def profiles(draw):
+    n = draw(st.integers(min_value=1, max_value=12))
+    return Profile(
+        embed_flops=draw(positive),
+        block_flops=tuple(draw(st.lists(positive, min_size=n, max_size=n))),
+        out_flops=draw(positive),
+        embed_bytes=draw(st.integers(0, 10**9)),
+        block_bytes=tuple(draw(st.lists(st.integers(0, 10**9), min_size=n, max_size=n))),
+        hidden=draw(st.integers(8, 4096)),
+        result_bytes=draw(st.integers(1, 10**5)),
+    )
+
+
+def _brute(profile, device, link, server_flops, tokens, bpv, runtime_mb, objective):
+    """Every k from scratch: no prefix sums, no shared terms."""
+    best = None
+    for k in range(len(profile.block_flops) + 1):
+        head = profile.embed_flops + sum(profile.block_flops[:k])
+        tail = sum(profile.block_flops[k:]) + profile.out_flops
+        up = int(tokens * profile.hidden * bpv) + 5 * tokens + 64
+        device_s = head * tokens / device.flops
+        latency = (device_s + transfer_s(up, link.up_mbps, link.rtt_s)
+                   + tail * tokens / server_flops
+                   + transfer_s(profile.result_bytes, link.down_mbps, link.rtt_s))  # fmt: skip
+        energy = (device.active_w * device_s
+                  + radio_j(up, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j)
+                  + radio_j(profile.result_bytes, link.down_mbps, link.a_down_mw, link.base_mw,
+                            link.tail_j))  # fmt: skip
+        memory = (runtime_mb + (profile.embed_bytes + sum(profile.block_bytes[:k])) / 1e6
+                  + 16 * tokens * profile.hidden / 1e6)  # fmt: skip
+        if memory > device.memory_mb:
+            continue
+        score = latency if objective == "latency" else energy
+        if best is None or score < best[0] * (1 - 1e-12):
+            best = (score, k)
+    return None if best is None else best[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    profiles(),
+    st.sampled_from(sorted(DEVICES)),
+    st.sampled_from(sorted(LINKS)),
+    st.floats(1e9, 1e14),
+    st.integers(1, 2048),
+    st.sampled_from([4.0, 2.0, 1.0, 0.5]),
+    st.sampled_from(["latency", "energy"]),
+)
+def test_the_choice_equals_brute_force(profile, dev, lnk, server, tokens, bpv, objective):
+    device, link = DEVICES[dev], LINKS[lnk]
+    kw = dict(server_flops=server, tokens=tokens, bytes_per_value=bpv, runtime_mb=300.0)
+    expected = _brute(profile, device, link, server, tokens, bpv, 300.0, objective)
+    all_k = costs(profile, device, link, **kw)
+    if expected is None:
+        with pytest.raises(ValueError, match="fits"):
+            choose(all_k, objective)
+        return
+    got = choose(all_k, objective)
+    score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
+    assert score(got) == pytest.approx(score(all_k[expected]), rel=1e-9)
+
+
+def test_the_faster_side_runs_the_blocks_and_memory_bounds_the_head():
+    profile = Profile(1e6, (1e9,) * 6, 1e6, 10**6, (10**8,) * 6, 384, 64)
+    link = Link("lan", 100.0, 100.0, 0.001, 1, 1, 1, 0.0, 0.0)
+    weak = Device("weak", 1e9, 2.0, 0.5, 4096)
+    strong = Device("strong", 1e13, 50.0, 5.0, 16384)
+    kw = dict(tokens=64, bytes_per_value=1.0, runtime_mb=300.0)
+    assert choose(costs(profile, weak, link, server_flops=1e13, **kw)).k == 0
+    assert choose(costs(profile, strong, link, server_flops=1e9, **kw)).k == 6
+    small = Device("small", 1e13, 5.0, 0.5, 650)  # room for the embeddings and 3 blocks
+    assert choose(costs(profile, small, link, server_flops=1e9, **kw)).k == 3
