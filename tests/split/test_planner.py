@@ -84,3 +84,16 @@ def test_the_faster_side_runs_the_blocks_and_memory_bounds_the_head():
     assert choose(costs(profile, strong, link, server_flops=1e9, **kw)).k == 6
     small = Device("small", 1e13, 5.0, 0.5, 650)  # room for the embeddings and 3 blocks
     assert choose(costs(profile, small, link, server_flops=1e9, **kw)).k == 3
+
+
+def test_split_plan_prints_every_k_and_the_choice():
+    from typer.testing import CliRunner
+
+    from fedslim.cli import cli
+
+    result = CliRunner().invoke(cli, ["split", "plan", "--device", "phone-low", "--link", "3g",
+                                      "--objective", "energy"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "chosen: k=" in result.output and "device J" in result.output
+    bad = CliRunner().invoke(cli, ["split", "plan", "--device", "pager"])
+    assert bad.exit_code == 2 and "pager" in bad.output

@@ -1,0 +1,82 @@
+"""``fedslim split plan``: where to cut a model for a device, a link and a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import ConfigError, parse_assignments
+from .common import SetOpt, _fail, cli, console
+
+split_cli = typer.Typer(no_args_is_help=True, help="Split inference: device head, server tail.")
+cli.add_typer(split_cli, name="split")
+
+
+def _table(title: str, all_k) -> Table:
+    table = Table(title=title)
+    for col in ("k", "device s", "up s", "server s", "down s", "latency s", "device J", "MB"):
+        table.add_column(col, justify="right")
+    for c in all_k:
+        mark = "" if c.fits else " (does not fit)"
+        table.add_row(str(c.k), f"{c.device_s:.4f}", f"{c.up_s:.4f}", f"{c.server_s:.4f}",
+                      f"{c.down_s:.4f}", f"{c.latency_s:.4f}", f"{c.device_j:.3f}",
+                      f"{c.device_mb:.0f}{mark}")  # fmt: skip
+    return table
+
+
+@split_cli.command()
+def plan(
+    device: Annotated[str, typer.Option("--device", help="device profile")] = "phone-mid",
+    link: Annotated[str, typer.Option("--link", help="link profile")] = "lte",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server", help="device profile of the server (default: the catalogue's server)"
+        ),
+    ] = None,
+    codec: Annotated[str, typer.Option("--codec", help="activation codec pipeline")] = "q8",
+    seq_len: Annotated[int, typer.Option("--seq-len", help="tokens per request")] = 64,
+    objective: Annotated[str, typer.Option("--objective", help="latency or energy")] = "latency",
+    profiles: Annotated[
+        Path | None, typer.Option("--profiles", help="TOML of extra profiles")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Cost of every split point k and the one to choose (--set model=... picks the model)."""
+    from ..client.workload import run_model, run_task
+    from ..config import RunConfig
+    from ..resources import profiles as catalogue
+    from ..simulations.clock import RUNTIME_MB
+    from ..split.planner import choose, costs
+    from ..split.profile import bytes_per_value, measure
+
+    try:
+        cfg = RunConfig.from_mapping(parse_assignments(set_ or []))
+        devices, links = (
+            catalogue.load(profiles) if profiles else (catalogue.DEVICES, catalogue.LINKS)
+        )
+        for key, name, known in (("--device", device, devices), ("--link", link, links),
+                                 ("--server", server, devices)):  # fmt: skip
+            if name is not None and name not in known:
+                raise ConfigError(
+                    f"{key}: unknown profile {name!r}; known: {', '.join(sorted(known))}"
+                )
+        if seq_len < 1:
+            raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
+        model = run_model(cfg, run_task(cfg))
+        profile = measure(model, tokens=seq_len)
+        bpv = bytes_per_value(model, codec, tokens=seq_len)
+        server_flops = devices[server].flops if server else catalogue.PRICES.server_flops
+        all_k = costs(profile, devices[device], links[link], server_flops=server_flops,
+                      tokens=seq_len, bytes_per_value=bpv, runtime_mb=RUNTIME_MB)  # fmt: skip
+        chosen = choose(all_k, objective)
+    except (ConfigError, ValueError) as exc:
+        _fail(exc, 2)
+    title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
+    Console(width=120).print(_table(title, all_k))
+    value = chosen.latency_s if objective == "latency" else chosen.device_j
+    console.print(f"chosen: k={chosen.k} ({objective} {value:.4g})")
