@@ -78,7 +78,7 @@ def parse_recipe(spec: str) -> tuple[str, str, dict]:
     extra = {}
     for pair in filter(None, ",".join(rest).split(",")):
         key, _, value = pair.partition("=")
-        extra[key.strip().replace("-", "_")] = value.strip()
+        extra[key.strip()] = value.strip()
     return up, down, extra
 
 
@@ -129,7 +129,7 @@ def main() -> None:
         # the reference is always reported: every ratio is against it
         for spec in ["none/none", *(p for p in args.pipelines if p != "none/none")]:
             up, down, extra = parse_recipe(spec)
-            recipe = {**kebab(extra), "uplink-codec": up, "downlink-codec": down,
+            recipe = {**extra, "uplink-codec": up, "downlink-codec": down,
                       "num-server-rounds": 2 * rounds, "target-accuracy": target}  # fmt: skip
             rows = ref if spec == "none/none" else sweep({spec: recipe}, seed)
             hit = to_target(rows, target)

@@ -60,14 +60,13 @@ def train_ins_content(ins: TrainIns) -> RecordDict:
 def train_ins_from(content: RecordDict) -> TrainIns:
     cfg = _main(content, "instruction")
     known = {_ROUND, _DOWN, _MODE, _BASE}
-    ins = TrainIns(
+    return TrainIns(
         server_round=_int(cfg, _ROUND, low=1),
         blob=_bytes(cfg, _DOWN),
         mode=_choice(cfg, _MODE, MODES),
         base=_str(cfg, _BASE),
         options={k: _number(cfg, k) for k in cfg if k not in known},
     )
-    return ins
 
 
 # ---- client -> server ------------------------------------------------------------------
@@ -137,10 +136,10 @@ def corrupt_metrics(content: RecordDict) -> None:
     cfg[_LOSS], cfg[_SECONDS], cfg[_FLOPS] = b"\x00", "slow", b"many"
 
 
-def blob_bytes(msg: Message, *, instruction: bool) -> int:
-    """Codec payload bytes a message carries (0 for one without a readable blob)."""
+def update_bytes(msg: Message) -> int:
+    """Codec payload bytes a reply carries (0 for one without a readable blob)."""
     try:
-        blob = msg.content[_MAIN][_DOWN if instruction else _UP]
+        blob = msg.content[_MAIN][_UP]
     except (KeyError, ValueError, AttributeError, TypeError):
         return 0
     return len(blob) if isinstance(blob, bytes) else 0

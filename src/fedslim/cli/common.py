@@ -33,13 +33,11 @@ class ProgressReporter:
 
     def __init__(self, progress: Progress) -> None:
         self.progress, self.task, self.rows = progress, None, []
-        self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}  # event -> when it last came
 
     def __call__(self, event: str, payload: dict) -> None:
         self.marks[event] = time.monotonic()
         if event == "start":
-            self.ready_s = time.monotonic() - self.t0
             total = payload["num_rounds"] - payload["start_round"]
             self.task = self.progress.add_task(
                 f"{payload['nodes']} clients, {payload['adapter_params']:,} adapter params",

@@ -117,8 +117,8 @@ class RunConfig:
                 out[f.metadata["key"] or _kebab(f.name)] = getattr(obj, f.name)
         out["strategy"] = self.strategy.name
         out |= dict(self.strategy.options)
-        out |= {"seed": self.seed, "out": self.out, "resume": self.resume}
-        return out | {"overwrite": self.overwrite}
+        run = {"seed": self.seed, "out": self.out, "resume": self.resume}
+        return out | run | {"overwrite": self.overwrite}
 
     def record(self) -> dict[str, Any]:
         """The keys that define the experiment, for results and resume checks: every key
@@ -127,6 +127,13 @@ class RunConfig:
         spec = self.strategy.spec
         kept = {k: v for k, v in self.to_mapping().items() if k != "overwrite"}
         return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
+
+    def differences(self, saved: Mapping[str, Any]) -> list[str]:
+        """Keys whose value differs from a recorded config (``summary.json``, a checkpoint);
+        a key added since it was recorded counts as its default, which keeps the old
+        behaviour."""
+        default = RunConfig().to_mapping()
+        return [k for k, v in self.record().items() if saved.get(k, default[k]) != v]
 
     def changed(self, section: str) -> list[str]:
         """Flat keys of ``section`` whose value is not the default."""

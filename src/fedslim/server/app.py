@@ -246,10 +246,9 @@ RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out", "target-accuracy"}
 
 
 def _check_resumable(saved: dict, cfg: RunConfig) -> None:
-    now, default = cfg.record(), RunConfig().to_mapping()
-    changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != now[k]]
+    changed = [k for k in cfg.differences(saved) if k not in RESUMABLE_CHANGES]
     if changed:
         raise ValueError(
             f"--resume: config key '{changed[0]}' differs from the checkpoint "
-            f"({saved.get(changed[0])!r} -> {now[changed[0]]!r})"
+            f"({saved.get(changed[0])!r} -> {cfg.record()[changed[0]]!r})"
         )

@@ -93,8 +93,7 @@ def finished(p: Planned) -> bool:
         summary = json.loads((p.out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    saved, default = summary.get("config", {}), RunConfig().to_mapping()
-    same = all(saved.get(k, default[k]) == v for k, v in p.run.record().items() if k != "out")
+    same = p.run.differences(summary.get("config", {})) in ([], ["out"])
     complete = summary.get("rounds") == p.run.rounds.num_server_rounds or summary.get("to_target")
     return same and bool(complete)
 

@@ -56,9 +56,15 @@ def _blocks(inner: nn.Module) -> tuple[nn.Module, str]:
     raise ValueError(f"cannot split {type(inner).__name__}: no block list found")
 
 
+def parts(model) -> tuple[nn.Module, list[nn.Module]]:
+    """(the inner transformer, its blocks in order) of a model, PEFT-wrapped or not."""
+    inner = _inner(_hf(model))[1]
+    holder, attr = _blocks(inner)
+    return inner, list(getattr(holder, attr))
+
+
 def num_blocks(model) -> int:
-    holder, attr = _blocks(_inner(_hf(model))[1])
-    return len(getattr(holder, attr))
+    return len(parts(model)[1])
 
 
 def _view(inner: nn.Module, blocks: slice, *, head: bool) -> nn.Module:

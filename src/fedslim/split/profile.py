@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..compression import build
-from .partition import _blocks, _hf, _inner, num_blocks, split
+from .partition import num_blocks, parts, split
 from .planner import Profile
 
 
@@ -29,13 +29,12 @@ def measure(model, *, tokens: int = 64) -> Profile:
     mask = torch.ones_like(ids)
     n = num_blocks(model)
     head_flops = [_flops(lambda k=k: split(model, k)[0](ids, mask)) for k in range(n + 1)]
-    with torch.no_grad():
-        total = _flops(lambda: model(input_ids=ids, attention_mask=mask))
-    inner = _inner(_hf(model))[1]
-    holder, attr = _blocks(inner)
-    blocks = list(getattr(holder, attr))
+    out = {}
+    with torch.no_grad():  # one counted pass gives the total and the result's size
+        total = _flops(lambda: out.update(logits=model(input_ids=ids, attention_mask=mask).logits))
+    inner, blocks = parts(model)
     embed = next(m for name, m in inner.named_children() if "embed" in name)
-    logits = model(input_ids=ids, attention_mask=mask).logits
+    logits = out["logits"]
     return Profile(
         embed_flops=head_flops[0] / tokens,
         block_flops=tuple(

@@ -71,6 +71,8 @@ class Compressed(Strategy):
         self.clock = clock or Unmetered()  # simulated availability, costs and deadlines
         inner.available = self.clock.available  # the inner strategy samples among these
         inner.over_select = self.clock.over_select
+        # values a client's update holds (the trainable head of its view), per rank
+        self.up_sizes = {r: size_of(views.client_layout(r, up=True)) for r in views.all_ranks()}
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
@@ -203,19 +205,15 @@ class Compressed(Strategy):
             row = dataclasses.replace(asked[1])
         else:
             row = ClientRow(round=server_round, client=-1 if part is None else part)
-        row.uplink_payload_bytes = protocol.blob_bytes(msg, instruction=False)
+        row.uplink_payload_bytes = protocol.update_bytes(msg)
         if part in self.pending and row.uplink_payload_bytes > self._blob_limit(part):
             row.uplink_bytes = row.uplink_payload_bytes  # a lower bound: serializing the
             return row  # message again to measure it would cost a multiple of its size
         row.uplink_bytes = wire_bytes(msg)
         return row
 
-    def _up_size(self, part: int) -> int:
-        """Values a client's update holds: the trainable head of its view."""
-        return size_of(self.views.client_layout(self.views.of(part), up=True))
-
     def _blob_limit(self, part: int) -> int:
-        return max_blob_bytes(self._up_size(part))
+        return max_blob_bytes(self.up_sizes[self.views.of(part)])
 
     def _decode(self, msg: Message, part: int | None) -> tuple[protocol.TrainRes, np.ndarray]:
         if part is None or part not in self.pending:
@@ -232,7 +230,8 @@ class Compressed(Strategy):
         if len(res.blob) > self._blob_limit(part):
             raise ValueError(f"update blob of {len(res.blob)} bytes exceeds the adapter's bound")
         # clients send the leading (trainable) part of their view; residuals only go down
-        start = self.sent[self.views.of(part)][: self._up_size(part)]
+        rank = self.views.of(part)
+        start = self.sent[rank][: self.up_sizes[rank]]
         local = reconstruct(res.blob, start, spec=self.uplink)
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
