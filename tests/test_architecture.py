@@ -19,6 +19,7 @@ OTHER_NAMESPACES = {
     "server/checkpoint.py": {"config"},
     "server/results.py": {"config"},
     "simulations/sweep.py": {"config"},
+    "split/service.py": {"base"},  # the tail service's Info answer
 }
 
 

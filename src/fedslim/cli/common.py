@@ -17,6 +17,7 @@ from ..ledger import RoundRow
 
 cli = typer.Typer(
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # a traceback never prints tokens or tensors
     no_args_is_help=True,
     help="Federated fine-tuning of LoRA adapters over thin networks.",
 )

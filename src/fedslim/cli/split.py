@@ -9,11 +9,50 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ConfigError, parse_assignments
+from ..config import ConfigError, RunConfig, parse_assignments
 from .common import SetOpt, _fail, cli, console
 
 split_cli = typer.Typer(no_args_is_help=True, help="Split inference: device head, server tail.")
 cli.add_typer(split_cli, name="split")
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="tiny (embedded), package:NAME or a directory")
+]
+AdapterOpt = Annotated[
+    Path | None,
+    typer.Option("--adapter", help="a run's --out directory: its latest checkpointed adapter"),
+]
+
+
+def load(model: str | None, adapter: Path | None, set_: list[str] | None):
+    """(run config, model, task) for a split command: the run's own config and adapter
+    with --adapter, else the config from --model and --set with the seeded initial adapter."""
+    from ..client.workload import run_model, run_task
+    from ..server import checkpoint
+    from ..task.residual import load_global
+
+    values = parse_assignments(set_ or [])
+    ckpt = None
+    if adapter is not None:
+        where = adapter / "checkpoint" if (adapter / "checkpoint").is_dir() else adapter
+        try:
+            ckpt = checkpoint.load(where)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f"--adapter {adapter}: {str(exc).replace('--resume: ', '')}"
+            ) from None
+        saved = dict(ckpt.config) | {"out": ".", "resume": False}
+        if model is not None and model != saved.get("model"):
+            raise ConfigError(f"--model {model}: the run in {adapter} used {saved.get('model')}")
+        values = saved | values
+    elif model is not None:
+        values["model"] = model
+    cfg = RunConfig.from_mapping(values)
+    task = run_task(cfg)
+    built = run_model(cfg, task)
+    if ckpt is not None:
+        load_global(built, ckpt.adapter)
+    return cfg, built.eval(), task
 
 
 def _table(title: str, all_k) -> Table:
@@ -44,18 +83,17 @@ def plan(
     profiles: Annotated[
         Path | None, typer.Option("--profiles", help="TOML of extra profiles")
     ] = None,
+    model_name: ModelOpt = None,
+    adapter: AdapterOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Cost of every split point k and the one to choose (--set model=... picks the model)."""
-    from ..client.workload import run_model, run_task
-    from ..config import RunConfig
+    """Cost of every split point k and the one to choose."""
     from ..resources import profiles as catalogue
     from ..simulations.clock import RUNTIME_MB
     from ..split.planner import choose, costs
     from ..split.profile import bytes_per_value, measure
 
     try:
-        cfg = RunConfig.from_mapping(parse_assignments(set_ or []))
         devices, links = (
             catalogue.load(profiles) if profiles else (catalogue.DEVICES, catalogue.LINKS)
         )
@@ -67,7 +105,7 @@ def plan(
                 )
         if seq_len < 1:
             raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
-        model = run_model(cfg, run_task(cfg))
+        cfg, model, _ = load(model_name, adapter, set_)
         profile = measure(model, tokens=seq_len)
         bpv = bytes_per_value(model, codec, tokens=seq_len)
         server_flops = devices[server].flops if server else catalogue.PRICES.server_flops

@@ -23,6 +23,7 @@ from .partition import Activations
 
 MAGIC, VERSION = b"FSAC", 1
 _HEAD = struct.Struct("<4sBIII")
+_LOGITS = struct.Struct("<4sII")
 
 
 def pack(act: Activations, spec: str = "none", *, seed: int = 0) -> bytes:
@@ -40,14 +41,20 @@ def pack(act: Activations, spec: str = "none", *, seed: int = 0) -> bytes:
     )
 
 
-def unpack(data: bytes, *, max_elements: int) -> Activations:
-    """Parse and validate; WireFormatError on anything but a well-formed message that
-    declares at most ``max_elements`` hidden values."""
+def shape(data: bytes) -> tuple[int, int, int]:
+    """(batch, tokens, hidden) an activation message declares, read before anything else."""
     if not isinstance(data, bytes) or len(data) < _HEAD.size:
         raise WireFormatError("activation message truncated or not bytes")
     magic, version, batch, tokens, hidden = _HEAD.unpack_from(data, 0)
     if magic != MAGIC or version != VERSION:
         raise WireFormatError(f"not an activation message (magic {magic!r}, version {version})")
+    return batch, tokens, hidden
+
+
+def unpack(data: bytes, *, max_elements: int) -> Activations:
+    """Parse and validate; WireFormatError on anything but a well-formed message that
+    declares at most ``max_elements`` hidden values."""
+    batch, tokens, hidden = shape(data)
     n = batch * tokens * hidden
     if not 1 <= n <= max_elements:
         raise WireFormatError(
@@ -70,3 +77,20 @@ def unpack(data: bytes, *, max_elements: int) -> Activations:
         torch.from_numpy(mask.reshape(batch, tokens).astype(np.int64)),
         torch.from_numpy(last),
     )
+
+
+def pack_logits(logits: torch.Tensor) -> bytes:
+    """The answer: one float32 row of logits per sequence (small; sent as is)."""
+    rows = logits.detach().to(torch.float32).reshape(logits.shape[0], -1).numpy()
+    return _LOGITS.pack(b"FSLG", *rows.shape) + rows.astype("<f4").tobytes()
+
+
+def unpack_logits(data: bytes, *, max_elements: int) -> np.ndarray:
+    if len(data) < _LOGITS.size:
+        raise WireFormatError("logits message truncated")
+    magic, rows, cols = _LOGITS.unpack_from(data, 0)
+    if magic != b"FSLG" or rows * cols > max_elements:
+        raise WireFormatError(f"not a logits message, or {rows}x{cols} is more than expected")
+    if len(data) != _LOGITS.size + 4 * rows * cols:
+        raise WireFormatError("logits message has the wrong length")
+    return np.frombuffer(data, "<f4", offset=_LOGITS.size).reshape(rows, cols).copy()

@@ -102,13 +102,13 @@ def split(model, k: int) -> tuple[Head, Tail]:
 
 
 class Head(nn.Module):
-    """Embeddings and the first k blocks: what the device runs."""
+    """Embeddings and the first k blocks: what the device runs. Gradients flow through
+    both halves (split fine-tuning); inference wraps calls in ``torch.inference_mode``."""
 
     def __init__(self, top: nn.Module, inner: nn.Module) -> None:
         super().__init__()
         self.top, self.inner = top, inner
 
-    @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Activations:
         out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
         pad = self.top.config.pad_token_id
@@ -127,7 +127,6 @@ class Tail(nn.Module):
         super().__init__()
         self.top, self.inner = top, inner
 
-    @torch.no_grad()
     def forward(self, act: Activations) -> torch.Tensor:
         out = self.inner(inputs_embeds=act.hidden, attention_mask=act.attention_mask)
         top = self.top
@@ -137,3 +136,11 @@ class Tail(nn.Module):
         if hasattr(top, "classifier"):  # encoder classification: the pooled first token
             return top.classifier(top.dropout(out.pooler_output))
         return top.lm_head(out.last_hidden_state)
+
+    def predict(self, act: Activations) -> torch.Tensor:
+        """One row of logits per sequence: a causal LM's next-token logits after its last
+        real token, a classifier's class logits."""
+        logits = self(act)
+        if logits.dim() == 3:
+            return logits[torch.arange(logits.shape[0]), act.last]
+        return logits

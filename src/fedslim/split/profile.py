@@ -23,6 +23,7 @@ def _bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+@torch.inference_mode()
 def measure(model, *, tokens: int = 64) -> Profile:
     model.eval()
     ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
@@ -30,8 +31,8 @@ def measure(model, *, tokens: int = 64) -> Profile:
     n = num_blocks(model)
     head_flops = [_flops(lambda k=k: split(model, k)[0](ids, mask)) for k in range(n + 1)]
     out = {}
-    with torch.no_grad():  # one counted pass gives the total and the result's size
-        total = _flops(lambda: out.update(logits=model(input_ids=ids, attention_mask=mask).logits))
+    # one counted pass gives the total and the result's size
+    total = _flops(lambda: out.update(logits=model(input_ids=ids, attention_mask=mask).logits))
     inner, blocks = parts(model)
     embed = next(m for name, m in inner.named_children() if "embed" in name)
     logits = out["logits"]
@@ -48,6 +49,7 @@ def measure(model, *, tokens: int = 64) -> Profile:
     )
 
 
+@torch.inference_mode()
 def bytes_per_value(model, spec: str, *, tokens: int = 64) -> float:
     """What the codec makes of this model's activations at the middle block."""
     ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))

@@ -1,0 +1,180 @@
+"""The tail as a gRPC service: devices send the activations of their first k blocks and get
+the logits back.
+
+Bytes in, bytes out (the activation and logits messages of ``activations.py``) through
+grpcio's generic handlers, so no generated code: ``/fedslim.split.v1.Tail/Info`` answers
+what is served (JSON) and ``/fedslim.split.v1.Tail/Forward`` runs blocks[k:]. The split
+point and both fingerprints ride in the request metadata; the server's compute seconds
+come back in the trailing metadata. The standard ``grpc.health.v1`` service answers
+probes. Every bad request gets a status that names the problem, and the server goes on:
+
+    INVALID_ARGUMENT     malformed message, wrong hidden size, k outside 0..n
+    RESOURCE_EXHAUSTED   more values than --max-tokens x --max-batch allow, a message over
+                         the size limit, or more requests in flight than allowed
+    FAILED_PRECONDITION  the device holds another base or adapter
+    UNAUTHENTICATED      a missing or wrong token where the server has one
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ..compression import WireFormatError
+from .activations import pack_logits, shape, unpack
+from .fingerprint import Fingerprint
+from .partition import num_blocks, split
+
+SERVICE = "fedslim.split.v1.Tail"
+log = logging.getLogger("fedslim.split")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tokens: int = 512  # per sequence
+    max_batch: int = 64  # sequences per request
+    max_in_flight: int = 64  # requests queued or running; more are refused, not queued
+
+    def max_elements(self, hidden: int) -> int:
+        return self.max_tokens * self.max_batch * hidden
+
+    def max_message(self, hidden: int) -> int:
+        # fp32 values plus mask, positions and framing: the largest honest request
+        return 4 * self.max_elements(hidden) + 5 * self.max_tokens * self.max_batch + 4096
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+class TailService:
+    """The server's half: a tail per split point (views sharing one model's weights)."""
+
+    def __init__(self, model, fp: Fingerprint, *, name: str, token: str | None = None,
+                 limits: Limits = Limits()) -> None:  # fmt: skip
+        self.model, self.fp, self.name, self.token, self.limits = model, fp, name, token, limits
+        self.n, self.hidden = num_blocks(model), int(model.config.hidden_size)
+        self.tails = {k: split(model, k)[1] for k in range(self.n + 1)}
+        self.kind = "lm" if hasattr(model.base_model.model, "lm_head") else "cls"
+
+    def info(self) -> dict:
+        lim = self.limits
+        return {"model": self.name, "blocks": self.n, "hidden": self.hidden, "kind": self.kind,
+                "base": self.fp.base, "adapter": self.fp.adapter,
+                "max_tokens": lim.max_tokens, "max_batch": lim.max_batch}  # fmt: skip
+
+    def authorize(self, metadata: dict) -> None:
+        if self.token is not None:
+            got = metadata.get("authorization", "")
+            if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+
+    def _check(self, metadata: dict) -> int:
+        self.authorize(metadata)
+        theirs = Fingerprint(metadata.get("fedslim-base", ""), metadata.get("fedslim-adapter", ""))
+        why = self.fp.mismatch(theirs)
+        if why:
+            raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{why} (serving {self.name})")
+        try:
+            k = int(metadata.get("fedslim-layer", ""))
+        except ValueError:
+            raise _Refused(
+                grpc.StatusCode.INVALID_ARGUMENT, "fedslim-layer: not an integer"
+            ) from None
+        if not 0 <= k <= self.n:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"layer {k}: expected 0..{self.n}")
+        return k
+
+    def forward(self, request: bytes, metadata: dict) -> tuple[bytes, float]:
+        """(the logits message, server seconds) or _Refused."""
+        k = self._check(metadata)
+        try:
+            batch, tokens, hidden = shape(request)
+            if hidden != self.hidden:
+                raise WireFormatError(f"hidden size {hidden}, the model's is {self.hidden}")
+            lim = self.limits
+            if batch > lim.max_batch or tokens > lim.max_tokens:
+                raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{batch} sequences x {tokens} tokens; this server takes at most "
+                               f"{lim.max_batch} x {lim.max_tokens}")  # fmt: skip
+            start = time.perf_counter()
+            act = unpack(request, max_elements=lim.max_elements(self.hidden))
+        except WireFormatError as exc:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        with torch.inference_mode():
+            logits = self.tails[k].predict(act)
+        return pack_logits(logits), time.perf_counter() - start
+
+
+def _handler(service: TailService):
+    def call(fn):
+        def run(request: bytes, context: grpc.ServicerContext) -> bytes:
+            metadata = {m.key: m.value for m in context.invocation_metadata()}
+            try:
+                return fn(request, metadata, context)
+            except _Refused as exc:
+                log.info("refused %s: %s", context.peer(), exc)
+                context.abort(exc.code, str(exc))
+            except Exception as exc:  # one bad request never takes the server down
+                log.exception("failed %s", context.peer())
+                context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+        return grpc.unary_unary_rpc_method_handler(run)  # bytes in, bytes out
+
+    def info(request, metadata, context):
+        service.authorize(metadata)
+        return json.dumps(service.info()).encode()
+
+    def forward(request, metadata, context):
+        answer, seconds = service.forward(request, metadata)
+        context.set_trailing_metadata((("fedslim-server-s", f"{seconds:.6f}"),))
+        return answer
+
+    return grpc.method_handlers_generic_handler(
+        SERVICE, {"Info": call(info), "Forward": call(forward)}
+    )
+
+
+def serve(
+    service: TailService,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: tuple[bytes, bytes] | None = None,
+    workers: int = 8,
+) -> tuple[grpc.Server, int]:
+    """Start serving; returns (server, bound port). ``tls`` is (certificate chain, key)."""
+    size = service.limits.max_message(service.hidden)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="split"),
+        handlers=[_handler(service)],
+        options=[
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+        ],  # fmt: skip
+        maximum_concurrent_rpcs=service.limits.max_in_flight,
+    )
+    probes = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(probes, server)
+    address = f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        bound = server.add_secure_port(address, creds)
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    for name in ("", SERVICE):
+        probes.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound
