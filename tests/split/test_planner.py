@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from fedslim.resources.cost import radio_j, transfer_s
 from fedslim.resources.profiles import DEVICES, LINKS, Device, Link
-from fedslim.split.planner import Profile, choose, costs
+from fedslim.split.planner import Profile, choose, costs, extremes
 
 positive = st.floats(min_value=1e3, max_value=1e12, allow_nan=False)
 
@@ -97,3 +97,19 @@ def test_split_plan_prints_every_k_and_the_choice():
     assert "chosen: k=" in result.output and "device J" in result.output
     bad = CliRunner().invoke(cli, ["split", "plan", "--device", "pager"])
     assert bad.exit_code == 2 and "pager" in bad.output
+
+
+def test_the_extremes_are_the_split_points_less_what_they_do_not_do():
+    profile = Profile(1e6, (1e9,) * 6, 1e6, 10**6, (10**8,) * 6, 384, 64)
+    device, link = DEVICES["phone-mid"], LINKS["lte"]
+    kw = dict(server_flops=1e13, tokens=64, runtime_mb=300.0)
+    local, remote = extremes(profile, device, link, **kw)
+    all_k = costs(profile, device, link, bytes_per_value=1.0, **kw)
+    n = len(all_k) - 1
+    # all on the device: the last split point's device time plus the output head, no radio
+    assert local.device_s == pytest.approx(all_k[n].device_s + 1e6 * 64 / device.flops)
+    assert (local.up_s, local.down_s, local.server_s) == (0.0, 0.0, 0.0)
+    assert local.device_j == pytest.approx(device.active_w * local.device_s)
+    # all on the server: token ids are smaller than the hidden states k=0 sends
+    assert remote.device_s == 0.0 and remote.up_s < all_k[0].up_s
+    assert remote.server_s == pytest.approx(all_k[0].server_s + 1e6 * 64 / 1e13)

@@ -55,15 +55,16 @@ def load(model: str | None, adapter: Path | None, set_: list[str] | None):
     return cfg, built.eval(), task
 
 
-def _table(title: str, all_k) -> Table:
+def _table(title: str, all_k, ends) -> Table:
     table = Table(title=title)
     for col in ("k", "device s", "up s", "server s", "down s", "latency s", "device J", "MB"):
         table.add_column(col, justify="right")
-    for c in all_k:
+    names = {ends[0].k: "all on device", ends[1].k: "all on server"}
+    for c in [*all_k, *ends]:
         mark = "" if c.fits else " (does not fit)"
-        table.add_row(str(c.k), f"{c.device_s:.4f}", f"{c.up_s:.4f}", f"{c.server_s:.4f}",
-                      f"{c.down_s:.4f}", f"{c.latency_s:.4f}", f"{c.device_j:.3f}",
-                      f"{c.device_mb:.0f}{mark}")  # fmt: skip
+        cells = (c.device_s, c.up_s, c.server_s, c.down_s, c.latency_s)
+        table.add_row(names.get(c.k, str(c.k)), *(f"{v:.4f}" for v in cells),
+                      f"{c.device_j:.3f}", f"{c.device_mb:.0f}{mark}")  # fmt: skip
     return table
 
 
@@ -90,7 +91,7 @@ def plan(
     """Cost of every split point k and the one to choose."""
     from ..resources import profiles as catalogue
     from ..simulations.clock import RUNTIME_MB
-    from ..split.planner import choose, costs
+    from ..split.planner import choose, costs, extremes
     from ..split.profile import bytes_per_value, measure
 
     try:
@@ -109,12 +110,19 @@ def plan(
         profile = measure(model, tokens=seq_len)
         bpv = bytes_per_value(model, codec, tokens=seq_len)
         server_flops = devices[server].flops if server else catalogue.PRICES.server_flops
-        all_k = costs(profile, devices[device], links[link], server_flops=server_flops,
-                      tokens=seq_len, bytes_per_value=bpv, runtime_mb=RUNTIME_MB)  # fmt: skip
+        kw = dict(server_flops=server_flops, tokens=seq_len, runtime_mb=RUNTIME_MB)
+        all_k = costs(profile, devices[device], links[link], bytes_per_value=bpv, **kw)
+        ends = extremes(profile, devices[device], links[link], **kw)
         chosen = choose(all_k, objective)
     except (ConfigError, ValueError) as exc:
         _fail(exc, 2)
     title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
-    Console(width=120).print(_table(title, all_k))
-    value = chosen.latency_s if objective == "latency" else chosen.device_j
-    console.print(f"chosen: k={chosen.k} ({objective} {value:.4g})")
+    Console(width=120).print(_table(title, all_k, ends))
+    score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
+    gains = [(name, score(end) / score(chosen) if score(chosen) > 0 else float("inf"))
+             for end, name in zip(ends, ("all on device", "all on server"), strict=True)
+             if end.fits]  # fmt: skip
+    text = ", ".join(f"{g:.2f}x over {name}" for name, g in gains)
+    better = [name for name, g in gains if g < 1]
+    hint = f" ({' and '.join(better)} would be better: no split)" if better else ""
+    console.print(f"chosen: k={chosen.k} ({objective} {score(chosen):.4g}; {text}){hint}")

@@ -90,6 +90,36 @@ def costs(
     return out
 
 
+def extremes(
+    profile: Profile,
+    device: Device,
+    link: Link,
+    *,
+    server_flops: float,
+    tokens: int,
+    runtime_mb: float,
+) -> tuple[SplitCost, SplitCost]:
+    """Neurosurgeon's two baselines: everything on the device (nothing sent; ``k`` is
+    n + 1, the output head included) and everything on the server (token ids up, 4 bytes
+    each; ``k`` is -1). The first may not fit the device."""
+    n = len(profile.block_flops)
+    total = profile.embed_flops + sum(profile.block_flops) + profile.out_flops
+    device_s = total * tokens / device.flops
+    memory = runtime_mb + (profile.embed_bytes + sum(profile.block_bytes)) / MB
+    memory += 4 * tokens * profile.hidden * 4 / MB
+    local = SplitCost(n + 1, device_s, 0.0, 0.0, 0.0, device.active_w * device_s, memory,
+                      memory <= device.memory_mb)  # fmt: skip
+    up_bytes = 4 * tokens + 64
+    radio = radio_j(up_bytes, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j) + radio_j(
+        profile.result_bytes, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j
+    )
+    remote = SplitCost(-1, 0.0, transfer_s(up_bytes, link.up_mbps, link.rtt_s),
+                       total * tokens / server_flops,
+                       transfer_s(profile.result_bytes, link.down_mbps, link.rtt_s), radio,
+                       runtime_mb, True)  # fmt: skip
+    return local, remote
+
+
 def choose(candidates: list[SplitCost], objective: str = "latency") -> SplitCost:
     """The fitting split with the least latency or device energy (ties: the smaller k)."""
     if objective not in ("latency", "energy"):
