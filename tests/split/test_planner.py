@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from fedslim.resources.cost import radio_j, transfer_s
 from fedslim.resources.profiles import DEVICES, LINKS, Device, Link
-from fedslim.split.planner import Profile, choose, costs, extremes
+from fedslim.split.planner import Profile, best, choose, costs, extremes
 
 positive = st.floats(min_value=1e3, max_value=1e12, allow_nan=False)
 
@@ -25,10 +25,10 @@ def profiles(draw):
     )
 
 
-def _brute(profile, device, link, server_flops, tokens, bpv, runtime_mb, objective):
+def _brute(profile, device, link, server_flops, tokens, bpv, runtime_mb, objective, min_k=0):
     """Every k from scratch: no prefix sums, no shared terms."""
     best = None
-    for k in range(len(profile.block_flops) + 1):
+    for k in range(min_k, len(profile.block_flops) + 1):
         head = profile.embed_flops + sum(profile.block_flops[:k])
         tail = sum(profile.block_flops[k:]) + profile.out_flops
         up = int(tokens * profile.hidden * bpv) + 5 * tokens + 64
@@ -59,17 +59,18 @@ def _brute(profile, device, link, server_flops, tokens, bpv, runtime_mb, objecti
     st.integers(1, 2048),
     st.sampled_from([4.0, 2.0, 1.0, 0.5]),
     st.sampled_from(["latency", "energy"]),
+    st.integers(0, 3),
 )
-def test_the_choice_equals_brute_force(profile, dev, lnk, server, tokens, bpv, objective):
+def test_the_choice_equals_brute_force(profile, dev, lnk, server, tokens, bpv, objective, min_k):
     device, link = DEVICES[dev], LINKS[lnk]
     kw = dict(server_flops=server, tokens=tokens, bytes_per_value=bpv, runtime_mb=300.0)
-    expected = _brute(profile, device, link, server, tokens, bpv, 300.0, objective)
+    expected = _brute(profile, device, link, server, tokens, bpv, 300.0, objective, min_k)
     all_k = costs(profile, device, link, **kw)
     if expected is None:
         with pytest.raises(ValueError, match="fits"):
-            choose(all_k, objective)
+            choose(all_k, objective, min_k=min_k)
         return
-    got = choose(all_k, objective)
+    got = choose(all_k, objective, min_k=min_k)
     score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
     assert score(got) == pytest.approx(score(all_k[expected]), rel=1e-9)
 
@@ -113,3 +114,39 @@ def test_the_extremes_are_the_split_points_less_what_they_do_not_do():
     # all on the server: token ids are smaller than the hidden states k=0 sends
     assert remote.device_s == 0.0 and remote.up_s < all_k[0].up_s
     assert remote.server_s == pytest.approx(all_k[0].server_s + 1e6 * 64 / 1e13)
+
+
+def test_a_timed_profile_prices_parts_by_this_hosts_seconds():
+    from fedslim.split.profile import measure, timed
+    from fedslim.task.models import ModelSpec, build_model
+
+    spec = ModelSpec(model="tiny", kind="cls", num_labels=4, lora_r=4, lora_alpha=8,
+                     lora_targets="auto", seed=0)  # fmt: skip
+    model = build_model(spec).eval()
+    profile = timed(model, measure(model, tokens=16), tokens=16, reps=3)
+    assert len(profile.head_s) == len(profile.tail_s) == len(profile.block_flops) + 1
+    assert profile.head_s[-1] > profile.head_s[0] and profile.tail_s[0] > profile.tail_s[-1]
+    device = DEVICES["phone-mid"]
+    all_k = costs(profile, device, LINKS["wifi"], server_flops=1e11, tokens=16,
+                  bytes_per_value=1.0, runtime_mb=300.0, codec_s=(1e-3, 2e-3))  # fmt: skip
+    for c, head, tail in zip(all_k, profile.head_s, profile.tail_s, strict=True):
+        assert c.device_s == pytest.approx((head + 1e-3) * profile.host_flops / device.flops)
+        assert c.server_s == pytest.approx((tail + 2e-3) * profile.host_flops / 1e11)
+
+
+@settings(max_examples=200, deadline=None)
+@given(profiles(), st.sampled_from(sorted(DEVICES)), st.sampled_from(sorted(LINKS)),
+       st.sampled_from(["latency", "energy"]), st.integers(0, 2))  # fmt: skip
+def test_the_decision_is_the_cheapest_allowed_option(profile, dev, lnk, objective, min_k):
+    device, link = DEVICES[dev], LINKS[lnk]
+    kw = dict(server_flops=1e11, tokens=64, runtime_mb=300.0)
+    all_k = costs(profile, device, link, bytes_per_value=1.0, **kw)
+    local, remote = extremes(profile, device, link, **kw)
+    allowed = [c for c in all_k if c.fits and c.k >= min_k] + [local] * local.fits
+    allowed += [remote] if min_k == 0 else []
+    if not allowed:
+        return
+    score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
+    got = best(all_k, (local, remote), objective, min_k=min_k)
+    assert score(got) == min(score(c) for c in allowed)
+    assert min_k == 0 or got.k != -1  # a private input never goes to the server whole

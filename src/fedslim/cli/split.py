@@ -81,6 +81,9 @@ def plan(
     codec: Annotated[str, typer.Option("--codec", help="activation codec pipeline")] = "q8",
     seq_len: Annotated[int, typer.Option("--seq-len", help="tokens per request")] = 64,
     objective: Annotated[str, typer.Option("--objective", help="latency or energy")] = "latency",
+    min_layer: Annotated[
+        int, typer.Option("--min-layer", help="blocks that must run on the device (privacy)")
+    ] = 0,
     profiles: Annotated[
         Path | None, typer.Option("--profiles", help="TOML of extra profiles")
     ] = None,
@@ -91,7 +94,7 @@ def plan(
     """Cost of every split point k and the one to choose."""
     from ..resources import profiles as catalogue
     from ..simulations.clock import RUNTIME_MB
-    from ..split.planner import choose, costs, extremes
+    from ..split.planner import best, choose, costs, extremes
     from ..split.profile import bytes_per_value, measure
 
     try:
@@ -113,16 +116,22 @@ def plan(
         kw = dict(server_flops=server_flops, tokens=seq_len, runtime_mb=RUNTIME_MB)
         all_k = costs(profile, devices[device], links[link], bytes_per_value=bpv, **kw)
         ends = extremes(profile, devices[device], links[link], **kw)
-        chosen = choose(all_k, objective)
+        chosen = choose(all_k, objective, min_k=min_layer)
     except (ConfigError, ValueError) as exc:
         _fail(exc, 2)
     title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
     Console(width=120).print(_table(title, all_k, ends))
     score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
-    gains = [(name, score(end) / score(chosen) if score(chosen) > 0 else float("inf"))
-             for end, name in zip(ends, ("all on device", "all on server"), strict=True)
-             if end.fits]  # fmt: skip
-    text = ", ".join(f"{g:.2f}x over {name}" for name, g in gains)
-    better = [name for name, g in gains if g < 1]
-    hint = f" ({' and '.join(better)} would be better: no split)" if better else ""
-    console.print(f"chosen: k={chosen.k} ({objective} {score(chosen):.4g}; {text}){hint}")
+    decision = best(all_k, ends, objective, min_k=min_layer)
+    name = {ends[0].k: "all on device (no split)", ends[1].k: "all on server (no split)"}
+    gains = ", ".join(
+        f"{score(end) / max(score(decision), 1e-12):.2f}x over {label}"
+        for end, label in zip(ends, ("all on device", "all on server"), strict=True)
+        if end.fits
+    )
+    console.print(f"chosen: k={chosen.k} (the best split point: {objective} {score(chosen):.4g})")
+    console.print(
+        f"decision: {name.get(decision.k, f'split at k={decision.k}')} ({objective} "
+        f"{score(decision):.4g}; {gains})"
+        + ("" if min_layer == 0 else f"; the input stays on the device (k >= {min_layer})")
+    )

@@ -35,9 +35,9 @@ class _Passthrough(nn.Module):
         return inputs_embeds
 
 
-def _hf(model) -> nn.Module:
-    """The transformers model under a PEFT wrapper."""
-    return model.base_model.model if hasattr(model, "base_model") else model
+def hf_model(model) -> nn.Module:
+    """The transformers model under a PEFT wrapper (a plain one is its own)."""
+    return model.base_model.model if hasattr(model, "peft_config") else model
 
 
 def _inner(top: nn.Module) -> tuple[str, nn.Module]:
@@ -58,7 +58,7 @@ def _blocks(inner: nn.Module) -> tuple[nn.Module, str]:
 
 def parts(model) -> tuple[nn.Module, list[nn.Module]]:
     """(the inner transformer, its blocks in order) of a model, PEFT-wrapped or not."""
-    inner = _inner(_hf(model))[1]
+    inner = _inner(hf_model(model))[1]
     holder, attr = _blocks(inner)
     return inner, list(getattr(holder, attr))
 
@@ -94,7 +94,7 @@ def split(model, k: int) -> tuple[Head, Tail]:
     n = num_blocks(model)
     if not 0 <= k <= n:
         raise ValueError(f"split point k={k}: expected 0..{n} (the model has {n} blocks)")
-    top = _hf(model)
+    top = hf_model(model)
     _, inner = _inner(top)
     return Head(top, _view(inner, slice(0, k), head=True)), Tail(
         top, _view(inner, slice(k, n), head=False)

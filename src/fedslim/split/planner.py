@@ -32,6 +32,23 @@ class Profile:
     block_bytes: tuple[int, ...]  # ... for each block
     hidden: int
     result_bytes: int  # what the server sends back
+    # Measured on this host (``profile.measure(timed=True)``): seconds of the head and of
+    # the tail for every k, of the whole model, and the host's effective FLOP/s. Where
+    # present they replace FLOP counts: a part's work is its host seconds times the host's
+    # FLOP/s, so per-call overheads scale with a device's speed like the arithmetic does.
+    head_s: tuple[float, ...] = ()
+    tail_s: tuple[float, ...] = ()
+    full_s: float = 0.0
+    host_flops: float = 0.0
+
+    def work(self, tokens: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(head work per k, tail work per k, whole-model work), in FLOPs or equivalents."""
+        if self.head_s:
+            h = self.host_flops
+            return np.asarray(self.head_s) * h, np.asarray(self.tail_s) * h, self.full_s * h
+        head = self.embed_flops + np.concatenate([[0.0], np.cumsum(self.block_flops)])
+        total = head[-1] + self.out_flops
+        return head * tokens, (total - head) * tokens, total * tokens
 
 
 @dataclass(frozen=True)
@@ -59,10 +76,15 @@ def costs(
     tokens: int,
     bytes_per_value: float,
     runtime_mb: float,
+    codec_s: tuple[float, float] = (0.0, 0.0),
 ) -> list[SplitCost]:
-    """The cost of every split point k = 0..n (prefix sums: O(n))."""
-    head_flops = profile.embed_flops + np.concatenate([[0.0], np.cumsum(profile.block_flops)])
-    total = head_flops[-1] + profile.out_flops
+    """The cost of every split point k = 0..n (prefix sums: O(n)). ``codec_s``: this
+    host's seconds to encode (device) and decode (server) the activations, counted where
+    the profile is timed."""
+    head_work, tail_work, _ = profile.work(tokens)
+    if profile.head_s:
+        head_work = head_work + codec_s[0] * profile.host_flops
+        tail_work = tail_work + codec_s[1] * profile.host_flops
     head_bytes = profile.embed_bytes + np.concatenate([[0], np.cumsum(profile.block_bytes)])
     up_bytes = int(tokens * profile.hidden * bytes_per_value) + 5 * tokens + 64  # + mask, header
     up_s = transfer_s(up_bytes, link.up_mbps, link.rtt_s)
@@ -73,14 +95,14 @@ def costs(
     activation_mb = 4 * tokens * profile.hidden * 4 / MB  # a few live copies at fp32
     out = []
     for k in range(len(profile.block_flops) + 1):
-        device_s = head_flops[k] * tokens / device.flops
+        device_s = head_work[k] / device.flops
         memory = runtime_mb + head_bytes[k] / MB + activation_mb
         out.append(
             SplitCost(
                 k=k,
                 device_s=float(device_s),
                 up_s=up_s,
-                server_s=float((total - head_flops[k]) * tokens / server_flops),
+                server_s=float(tail_work[k] / server_flops),
                 down_s=down_s,
                 device_j=float(device.active_w * device_s + radio),
                 device_mb=float(memory),
@@ -103,8 +125,8 @@ def extremes(
     n + 1, the output head included) and everything on the server (token ids up, 4 bytes
     each; ``k`` is -1). The first may not fit the device."""
     n = len(profile.block_flops)
-    total = profile.embed_flops + sum(profile.block_flops) + profile.out_flops
-    device_s = total * tokens / device.flops
+    total = profile.work(tokens)[2]
+    device_s = total / device.flops
     memory = runtime_mb + (profile.embed_bytes + sum(profile.block_bytes)) / MB
     memory += 4 * tokens * profile.hidden * 4 / MB
     local = SplitCost(n + 1, device_s, 0.0, 0.0, 0.0, device.active_w * device_s, memory,
@@ -114,18 +136,41 @@ def extremes(
         profile.result_bytes, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j
     )
     remote = SplitCost(-1, 0.0, transfer_s(up_bytes, link.up_mbps, link.rtt_s),
-                       total * tokens / server_flops,
+                       total / server_flops,
                        transfer_s(profile.result_bytes, link.down_mbps, link.rtt_s), radio,
                        runtime_mb, True)  # fmt: skip
     return local, remote
 
 
-def choose(candidates: list[SplitCost], objective: str = "latency") -> SplitCost:
-    """The fitting split with the least latency or device energy (ties: the smaller k)."""
+def choose(candidates: list[SplitCost], objective: str = "latency", *, min_k: int = 0) -> SplitCost:
+    """The fitting split with the least latency or device energy (ties: the smaller k).
+
+    ``min_k`` keeps the first blocks on the device: at k = 0 the activations are the token
+    embeddings, a table lookup anyone holding the base model inverts, so inputs that must
+    not leave the device need k >= 1 (deeper activations leak less, not nothing)."""
+    return _cheapest([c for c in candidates if c.fits and c.k >= min_k], objective, min_k)
+
+
+def _cheapest(options: list[SplitCost], objective: str, min_k: int) -> SplitCost:
     if objective not in ("latency", "energy"):
         raise ValueError(f"objective: expected latency or energy, got {objective!r}")
-    fitting = [c for c in candidates if c.fits]
-    if not fitting:
-        raise ValueError("no split point fits the device's memory")
+    if not options:
+        raise ValueError(f"no split point k >= {min_k} fits the device's memory")
     key = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
-    return min(fitting, key=lambda c: (key(c), c.k))
+    return min(options, key=lambda c: (key(c), c.k))
+
+
+def best(
+    candidates: list[SplitCost],
+    ends: tuple[SplitCost, SplitCost],
+    objective: str = "latency",
+    *,
+    min_k: int = 0,
+) -> SplitCost:
+    """Neurosurgeon's decision: the cheapest of every allowed split point and both
+    baselines; all on the server only where the input may leave the device (min_k = 0)."""
+    local, remote = ends
+    options = [c for c in candidates if c.fits and c.k >= min_k] + [local] * local.fits
+    if min_k == 0:
+        options.append(remote)
+    return _cheapest(options, objective, min_k)

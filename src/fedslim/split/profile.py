@@ -4,10 +4,15 @@ the bytes per activation value a codec achieves on the model's own activations."
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
+import time
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..compression import build
+from .activations import pack, unpack
 from .partition import num_blocks, parts, split
 from .planner import Profile
 
@@ -21,6 +26,35 @@ def _flops(fn) -> float:
 
 def _bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _seconds(fn, reps: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed(model, profile: Profile, *, tokens: int, reps: int = 20) -> Profile:
+    """``profile`` with this host's seconds for every head, every tail and the whole model
+    (medians of ``reps`` batch-1 forwards), which the planner then prefers to FLOPs."""
+    ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
+    mask = torch.ones_like(ids)
+    n = num_blocks(model)
+    head_s, tail_s = [], []
+    with torch.inference_mode():
+        for k in range(n + 1):
+            head, tail = split(model, k)
+            act = head(ids, mask)
+            head_s.append(_seconds(lambda h=head: h(ids, mask), reps))
+            tail_s.append(_seconds(lambda t=tail, a=act: t.predict(a), reps))
+        full_s = _seconds(lambda: model(input_ids=ids, attention_mask=mask), reps)
+    total = (profile.embed_flops + sum(profile.block_flops) + profile.out_flops) * tokens
+    return dataclasses.replace(profile, head_s=tuple(head_s), tail_s=tuple(tail_s),
+                               full_s=full_s, host_flops=total / full_s)  # fmt: skip
 
 
 @torch.inference_mode()
@@ -45,14 +79,27 @@ def measure(model, *, tokens: int = 64) -> Profile:
         embed_bytes=_bytes(embed),
         block_bytes=tuple(_bytes(b) for b in blocks),
         hidden=int(model.config.hidden_size),
-        result_bytes=int(logits[0].numel() * 4),
+        result_bytes=int(logits.shape[-1] * 4),  # one row: what the tail service returns
     )
 
 
-@torch.inference_mode()
 def bytes_per_value(model, spec: str, *, tokens: int = 64) -> float:
     """What the codec makes of this model's activations at the middle block."""
+    return codec_cost(model, spec, tokens=tokens, reps=0)[0]
+
+
+@torch.inference_mode()
+def codec_cost(model, spec: str, *, tokens: int = 64, reps: int = 20) -> tuple[float, float, float]:
+    """(bytes per value, encode seconds, decode seconds) of the codec on this model's
+    activations at the middle block; with ``reps`` = 0 the seconds are not measured."""
     ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
     act = split(model, num_blocks(model) // 2)[0](ids, torch.ones_like(ids))
     values = act.hidden.reshape(-1).numpy()
-    return len(build(spec).encode(values)) / values.size
+    pipeline = build(spec)
+    blob = pipeline.encode(values)
+    if reps == 0:
+        return len(blob) / values.size, 0.0, 0.0
+    encode = _seconds(lambda: pack(act, spec), reps)
+    message = pack(act, spec)
+    decode = _seconds(lambda: unpack(message, max_elements=values.size), reps)
+    return len(blob) / values.size, encode, decode

@@ -31,7 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ..compression import WireFormatError
 from .activations import pack_logits, shape, unpack
 from .fingerprint import Fingerprint
-from .partition import num_blocks, split
+from .partition import hf_model, num_blocks, split
 
 SERVICE = "fedslim.split.v1.Tail"
 log = logging.getLogger("fedslim.split")
@@ -65,7 +65,7 @@ class TailService:
         self.model, self.fp, self.name, self.token, self.limits = model, fp, name, token, limits
         self.n, self.hidden = num_blocks(model), int(model.config.hidden_size)
         self.tails = {k: split(model, k)[1] for k in range(self.n + 1)}
-        self.kind = "lm" if hasattr(model.base_model.model, "lm_head") else "cls"
+        self.kind = "lm" if hasattr(hf_model(model), "lm_head") else "cls"
 
     def info(self) -> dict:
         lim = self.limits
