@@ -94,7 +94,7 @@ def plan(
     """Cost of every split point k and the one to choose."""
     from ..resources import profiles as catalogue
     from ..simulations.clock import RUNTIME_MB
-    from ..split.planner import best, choose, costs, extremes
+    from ..split.planner import choose, costs, extremes
     from ..split.profile import bytes_per_value, measure
 
     try:
@@ -121,6 +121,12 @@ def plan(
         _fail(exc, 2)
     title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
     Console(width=120).print(_table(title, all_k, ends))
+    _decision(all_k, ends, chosen, objective, min_layer)
+
+
+def _decision(all_k, ends, chosen, objective: str, min_layer: int) -> None:
+    from ..split.planner import best
+
     score = (lambda c: c.latency_s) if objective == "latency" else (lambda c: c.device_j)
     decision = best(all_k, ends, objective, min_k=min_layer)
     name = {ends[0].k: "all on device (no split)", ends[1].k: "all on server (no split)"}
