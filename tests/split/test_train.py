@@ -76,10 +76,10 @@ def test_split_train_cli_saves_an_adapter_that_serve_can_load(tmp_path):
                                "--set", "lora-r=4"])  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "per step" in done.output and "client-rounds" in done.output
-    planned = runner.invoke(
-        cli, ["split", "plan", "--adapter", str(out), "--device", "raspberry-pi-4"]
-    )
+    plan = ["split", "plan", "--adapter", str(out), "--device", "raspberry-pi-4"]
+    planned = runner.invoke(cli, [*plan, "--timed", "--min-layer", "1"])
     assert planned.exit_code == 0 and "chosen: k=" in planned.output, planned.output
+    assert "decision:" in planned.output and "stays on the device" in planned.output
     again = runner.invoke(cli, ["split", "train", "--layer", "7"])
     assert again.exit_code == 2 and "expected 0..2" in again.output
 

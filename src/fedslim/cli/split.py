@@ -84,6 +84,10 @@ def plan(
     min_layer: Annotated[
         int, typer.Option("--min-layer", help="blocks that must run on the device (privacy)")
     ] = 0,
+    timed: Annotated[
+        bool,
+        typer.Option("--timed", help="price parts by this host's measured seconds, not FLOPs"),
+    ] = False,
     profiles: Annotated[
         Path | None, typer.Option("--profiles", help="TOML of extra profiles")
     ] = None,
@@ -95,7 +99,8 @@ def plan(
     from ..resources import profiles as catalogue
     from ..simulations.clock import RUNTIME_MB
     from ..split.planner import choose, costs, extremes
-    from ..split.profile import bytes_per_value, measure
+    from ..split.profile import codec_cost, measure
+    from ..split.profile import timed as timed_profile
 
     try:
         devices, links = (
@@ -111,10 +116,13 @@ def plan(
             raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
         cfg, model, _ = load(model_name, adapter, set_)
         profile = measure(model, tokens=seq_len)
-        bpv = bytes_per_value(model, codec, tokens=seq_len)
+        bpv, *codec_s = codec_cost(model, codec, tokens=seq_len, reps=20 if timed else 0)
+        if timed:
+            profile = timed_profile(model, profile, tokens=seq_len)
         server_flops = devices[server].flops if server else catalogue.PRICES.server_flops
         kw = dict(server_flops=server_flops, tokens=seq_len, runtime_mb=RUNTIME_MB)
-        all_k = costs(profile, devices[device], links[link], bytes_per_value=bpv, **kw)
+        all_k = costs(profile, devices[device], links[link], bytes_per_value=bpv,
+                      codec_s=tuple(codec_s), **kw)  # fmt: skip
         ends = extremes(profile, devices[device], links[link], **kw)
         chosen = choose(all_k, objective, min_k=min_layer)
     except (ConfigError, ValueError) as exc:
