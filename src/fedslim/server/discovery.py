@@ -16,6 +16,7 @@ from flwr.serverapp import Grid
 from .. import protocol
 from ..config import RunConfig
 from ..strategies.catalog import mixed_ranks_refusal
+from .exchange import exchange
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,13 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
             raise RuntimeError(
                 f"{len(nodes)} of {need} nodes connected within {wait_s:.0f} s (min-train-clients)"
             )
-        time.sleep(1.0)
+        time.sleep(0.2)
     msgs = [
         Message(content=protocol.query_content(), message_type="query", dst_node_id=n)
         for n in nodes
     ]
     partitions, ranks = {}, {}
-    for reply in grid.send_and_receive(msgs, timeout=wait_s):
+    for reply in exchange(grid, msgs, timeout=wait_s):
         node = reply.metadata.src_node_id
         if reply.has_error():
             raise RuntimeError(f"node {node} failed to start: {reply.error.reason}")

@@ -9,6 +9,7 @@ from flwr.serverapp import Grid
 
 from ..ledger import ClientRow
 from ..strategies.compressed import Compressed
+from .exchange import exchange
 
 
 def play_round(
@@ -17,6 +18,6 @@ def play_round(
     """Returns (new adapter or None if the round was skipped, client rows, seconds)."""
     t0 = time.monotonic()
     messages = strategy.configure(rnd, arrays, grid)
-    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    replies = exchange(grid, messages, timeout=timeout)
     new, rows = strategy.aggregate(rnd, replies)
     return new, rows, time.monotonic() - t0
