@@ -195,3 +195,32 @@ def test_deploy_stops_everything_it_started_when_terminated(tmp_path, sig):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_federation_stays_up_for_two_jobs_and_down_stops_exactly_it(tmp_path):
+    """`deploy up`, two `deploy run` jobs, `status`, `down`: nothing of it left running."""
+    work = tmp_path / "fed"
+    runner = CliRunner()
+    up = runner.invoke(cli, ["deploy", "up", "--dir", str(work), "--nodes", "2", "--insecure"])
+    try:
+        assert up.exit_code == 0, up.output
+        assert len(_processes_in(work)) >= 3
+        again = runner.invoke(cli, ["deploy", "up", "--dir", str(work), "--insecure"])
+        assert again.exit_code == 1 and "already up" in again.output
+        for job in ("a", "b"):
+            args = ["deploy", "run", "--dir", str(work), "--out", str(tmp_path / job)]
+            for kv in ("num-server-rounds=1", "num-examples=400", "local-steps=2"):
+                args += ["--set", kv]
+            done = runner.invoke(cli, args)
+            assert done.exit_code == 0, done.output
+            with (tmp_path / job / "rounds.csv").open() as fh:
+                rows = list(csv.DictReader(fh))
+            assert [r["round"] for r in rows] == ["0", "1"] and float(rows[1]["wall_s"]) > 0
+        status = runner.invoke(cli, ["deploy", "status", "--dir", str(work)])
+        assert status.exit_code == 0 and status.output.count("running") == 3
+    finally:
+        down = runner.invoke(cli, ["deploy", "down", "--dir", str(work)])
+    assert down.exit_code == 0 and "stopped superlink" in down.output
+    assert not _processes_in(work)
+    after = runner.invoke(cli, ["deploy", "status", "--dir", str(work)])
+    assert after.exit_code == 3 and "down" in after.output

@@ -31,6 +31,12 @@ class TlsFiles:
     key: Path  # SuperLink: --ssl-keyfile
     ca_key: Path  # keep offline; signs new server certificates
 
+    @classmethod
+    def in_dir(cls, directory: Path) -> TlsFiles:
+        """The files ``make_certs`` writes in ``directory`` (which may not exist yet)."""
+        return cls(ca=directory / "ca.crt", cert=directory / "server.pem",
+                   key=directory / "server.key", ca_key=directory / "ca.key")  # fmt: skip
+
     def superlink_args(self) -> list[str]:
         return [
             *("--ssl-ca-certfile", str(self.ca)),
@@ -74,12 +80,7 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
         .sign(ca_key, hashes.SHA256())
     )
 
-    files = TlsFiles(
-        ca=directory / "ca.crt",
-        cert=directory / "server.pem",
-        key=directory / "server.key",
-        ca_key=directory / "ca.key",
-    )
+    files = TlsFiles.in_dir(directory)
     links = [p for p in (files.ca, files.cert, files.key, files.ca_key) if p.is_symlink()]
     if links:  # checked before anything is written
         raise ValueError(f"{links[0]} is a symbolic link; refusing to write TLS files through it")

@@ -1,14 +1,15 @@
 """A Deployment Engine federation on this machine, for trying a job before the devices.
 
 One SuperLink and N SuperNodes run as child processes on 127.0.0.1, TLS by default,
-and the job is submitted with ``flwr run``: the same processes, transport and isolation
+and jobs are submitted with ``flwr run``: the same processes, transport and isolation
 (every ClientApp in its own process) as a deployment on edge devices, only the
-addresses differ. Every process is stopped on exit, whatever happened.
+addresses differ. Used as a context manager every process is stopped on exit, whatever
+happened; ``save`` / ``attach`` let a federation outlive the command that started it
+(``fedslim deploy up`` ... ``down``), its state in ``federation.json`` in its directory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -24,8 +25,10 @@ from ..config import RunConfig
 from ..protocol import node_config_text
 from ..simulations.run import write_app_dir
 from .certs import TlsFiles, make_certs
+from .processes import Child, stop_all
 
 ACTIVATED = re.compile(r"Activated node_id=(\d+)")
+STATE = "federation.json"
 
 
 def free_port() -> int:
@@ -55,7 +58,7 @@ class LocalDeployment:
         self.node_config = dict(node_config or {})
         self.workdir, self.nodes, self.tls = Path(workdir).resolve(), nodes, tls
         self.startup_timeout = startup_timeout
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[Child] = []
         self.port = free_port()
         self.certs: TlsFiles | None = None
         bin_dir = str(Path(sys.executable).parent)  # flower-superexec is looked up on PATH
@@ -105,33 +108,45 @@ class LocalDeployment:
         self._wait_for_nodes()
 
     def stop(self) -> None:
-        for proc in self.procs:
-            _signal(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal(proc, signal.SIGKILL)
-                proc.wait()
+        stop_all(self.procs)
         self.procs.clear()
+
+    # ---- a federation that outlives its command ------------------------------------------
+    def save(self) -> None:
+        procs = [c.record() for c in self.procs]
+        state = {"nodes": self.nodes, "tls": self.tls, "port": self.port,
+                 "node_config": self.node_config, "procs": procs}  # fmt: skip
+        (self.workdir / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    @classmethod
+    def attach(cls, workdir: Path) -> LocalDeployment:
+        """The federation ``save`` recorded in ``workdir``, its processes as they are now."""
+        path = Path(workdir) / STATE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no federation in {workdir} (fedslim deploy up --dir)"
+            ) from None
+        node_config = {int(k): v for k, v in state["node_config"].items()}
+        self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config)
+        self.port = state["port"]
+        self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
+        if self.tls:
+            self.certs = TlsFiles.in_dir(self.workdir / "certs")
+        return self
+
+    def connected(self) -> int:
+        return len(set(ACTIVATED.findall(self.log("superlink"))))
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        with (self.workdir / f"{name}.log").open("wb") as fh:
-            self.procs.append(
-                subprocess.Popen(
-                    argv,
-                    cwd=self.workdir,
-                    env=self.env,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its ServerApp / ClientApp children stop with it
-                )
-            )
+        log = self.workdir / f"{name}.log"
+        log.unlink(missing_ok=True)
+        self.procs.append(Child.spawn(name, argv, log=log, cwd=self.workdir, env=self.env))
 
     def _write_connection(self, address: str) -> None:
         home = Path(self.env["FLWR_HOME"])
@@ -146,10 +161,10 @@ class LocalDeployment:
     def _wait_for_nodes(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            dead = [p.args[0] for p in self.procs if p.poll() is not None]
+            dead = [c.name for c in self.procs if not c.alive()]
             if dead:
-                raise RuntimeError(f"{dead[0]} exited at start:\n{self.log('superlink')[-2000:]}")
-            if len(set(ACTIVATED.findall(self.log("superlink")))) >= self.nodes:
+                raise RuntimeError(f"{dead[0]} exited at start:\n{self.log(dead[0])[-2000:]}")
+            if self.connected() >= self.nodes:
                 return
             time.sleep(0.5)
         raise TimeoutError(
@@ -205,12 +220,6 @@ def _on_termination() -> dict[int, object]:
         raise SystemExit(128 + signum)
 
     return {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-
-def _signal(proc: subprocess.Popen, sig: int) -> None:
-    """Signal the process's whole group; one that already exited is not an error."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
 
 
 def _fresh(directory: Path) -> Path:

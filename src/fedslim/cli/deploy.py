@@ -1,0 +1,192 @@
+"""``fedslim deploy``: the job on Flower's Deployment Engine on this machine, in one shot, or
+a federation that stays up (``up``, ``run``, ``status``, ``down``) for as many jobs as the
+user likes."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import ConfigOpt, OutOpt, OverwriteOpt, SetOpt, _configs, _fail, _totals, cli, console
+
+deploy_cli = typer.Typer(
+    no_args_is_help=False,
+    invoke_without_command=True,
+    help="The Deployment Engine on this machine: SuperLink + SuperNodes on 127.0.0.1, TLS.",
+)
+cli.add_typer(deploy_cli, name="deploy")
+
+NodeConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--node-config",
+        help="I:KEY=VALUE for SuperNode I, repeatable (e.g. 0:lora-r=4, a device class)",
+    ),
+]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="plain text, no TLS")]
+DirOpt = Annotated[Path, typer.Option("--dir", help="the federation's certificates, logs, pids")]
+
+
+def _node_config(items: list[str] | None) -> dict[int, str]:
+    extra: dict[int, str] = {}
+    for item in items or []:
+        node, sep, pair = item.partition(":")
+        if not (sep and node.isdigit() and re.fullmatch(r"[a-z][a-z0-9-]*=\S+", pair)):
+            _fail(ValueError(f"--node-config {item!r}: expected I:KEY=VALUE, e.g. 0:lora-r=4"), 2)
+        extra[int(node)] = f"{extra.get(int(node), '')} {pair}".strip()
+    return extra
+
+
+def _job(config, set_, out, overwrite):
+    run, sim = _configs(config, set_, out, overwrite=overwrite)
+    changed = run.changed("sim")  # the simulator prices rounds; a deployment lives them
+    if changed:
+        _fail(ValueError(f"config key '{changed[0]}' applies to fedslim simulate only"), 2)
+    return run, sim
+
+
+def _report(summary: dict, run, t0: float) -> None:
+    console.print(
+        f"{_totals(summary)}; wall {time.monotonic() - t0:.1f} s"
+        f"\nresults: {run.out}/rounds.csv (wall_s per round), clients.csv, summary.json"
+    )
+
+
+@deploy_cli.callback()
+def deploy(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    insecure: InsecureOpt = False,
+    overwrite: OverwriteOpt = False,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
+    ] = Path("runs/deploy"),
+    node_config: NodeConfigOpt = None,
+) -> None:
+    """One job, start to finish: a SuperLink and num-supernodes SuperNodes start on
+    127.0.0.1, the job is submitted with `flwr run`, and every process is stopped at the
+    end. `fedslim deploy up` keeps a federation running for many jobs instead."""
+    if ctx.invoked_subcommand is not None:
+        return
+    t0 = time.monotonic()
+    run, sim = _job(config, set_, out, overwrite)
+    extra = _node_config(node_config)
+    from ..deploy.local import LocalDeployment
+
+    console.print(
+        f"fedslim: SuperLink + {sim.num_supernodes} SuperNodes on 127.0.0.1 "
+        f"({'insecure' if insecure else 'TLS'}), {run.rounds.num_server_rounds} rounds -> {run.out}"
+        f"\nprocess logs: {workdir}/*.log"
+    )
+    try:
+        with LocalDeployment(
+            workdir, sim.num_supernodes, tls=not insecure, node_config=extra
+        ) as local:
+            console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
+            summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
+    except Exception as exc:
+        _fail(exc, 1)
+    _report(summary, run, t0)
+
+
+@deploy_cli.command()
+def up(
+    directory: DirOpt,
+    nodes: Annotated[int, typer.Option("--nodes", help="SuperNodes to start")] = 2,
+    node_config: NodeConfigOpt = None,
+    insecure: InsecureOpt = False,
+) -> None:
+    """Start a SuperLink and --nodes SuperNodes that keep running after this command."""
+    from ..deploy.local import LocalDeployment
+
+    extra = _node_config(node_config)
+    try:
+        if _running(directory):
+            raise RuntimeError(f"a federation is already up in {directory}; deploy down first")
+        local = LocalDeployment(directory, nodes, tls=not insecure, node_config=extra)
+        local.start()
+        local.save()
+    except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
+        _fail(exc, 1)
+    console.print(
+        f"up: SuperLink 127.0.0.1:{local.port} ({'insecure' if insecure else 'TLS'}) and "
+        f"{nodes} SuperNodes connected; state and logs in {directory}\n"
+        f"next: fedslim deploy run --dir {directory} --out OUT [--set KEY=VALUE ...]"
+    )
+
+
+def _running(directory: Path):
+    from ..deploy.local import STATE, LocalDeployment
+
+    if not (directory / STATE).exists():
+        return None
+    local = LocalDeployment.attach(directory)
+    return local if any(c.alive() for c in local.procs) else None
+
+
+@deploy_cli.command("run")
+def run_job(
+    directory: DirOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Submit a job to the federation `deploy up` started; results as in simulation."""
+    t0 = time.monotonic()
+    run, _ = _job(config, set_, out, overwrite)
+    local = _running(directory)
+    if local is None:
+        _fail(RuntimeError(f"no federation is up in {directory}: fedslim deploy up --dir ..."), 1)
+    dead = [c.name for c in local.procs if not c.alive()]
+    if dead:
+        console.print(f"[yellow]warning:[/yellow] not running: {', '.join(dead)}")
+    try:
+        summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
+    except Exception as exc:
+        _fail(exc, 1)
+    _report(summary, run, t0)
+
+
+@deploy_cli.command()
+def status(directory: DirOpt) -> None:
+    """Which of the federation's processes run, and how many SuperNodes have connected."""
+    from ..deploy.local import LocalDeployment
+
+    try:
+        local = LocalDeployment.attach(directory)
+    except FileNotFoundError as exc:
+        _fail(exc, 1)
+    if not local.procs:
+        console.print(f"the federation in {directory} is down (fedslim deploy up to start it)")
+        raise typer.Exit(3)
+    for child in local.procs:
+        state = "running" if child.alive() else "stopped"
+        console.print(f"{child.name:14s} pid {child.pid:<8d} {state}")
+    console.print(
+        f"SuperLink 127.0.0.1:{local.port}, {'TLS' if local.tls else 'insecure'}; "
+        f"{local.connected()} SuperNode connections seen in its log"
+    )
+    if not any(c.alive() for c in local.procs):
+        raise typer.Exit(3)
+
+
+@deploy_cli.command()
+def down(directory: DirOpt) -> None:
+    """Stop exactly the processes `deploy up` started in --dir (and what they spawned)."""
+    from ..deploy.local import LocalDeployment
+
+    try:
+        local = LocalDeployment.attach(directory)
+    except FileNotFoundError as exc:
+        _fail(exc, 1)
+    running = [c.name for c in local.procs if c.alive()]
+    local.stop()
+    local.save()  # no processes left on record
+    console.print(f"down: stopped {', '.join(running) or 'nothing (none was running)'}")
