@@ -28,6 +28,14 @@ NodeConfigOpt = Annotated[
     ),
 ]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="plain text, no TLS")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="fast (long-running ClientApps, Flower internals pinned to the tested version), "
+        "supported (public knobs only) or stock (Flower as installed)",
+    ),
+]
 DirOpt = Annotated[Path, typer.Option("--dir", help="the federation's certificates, logs, pids")]
 
 
@@ -68,6 +76,7 @@ def deploy(
         Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
     ] = Path("runs/deploy"),
     node_config: NodeConfigOpt = None,
+    engine: EngineOpt = "fast",
 ) -> None:
     """One job, start to finish: a SuperLink and num-supernodes SuperNodes start on
     127.0.0.1, the job is submitted with `flwr run`, and every process is stopped at the
@@ -86,7 +95,7 @@ def deploy(
     )
     try:
         with LocalDeployment(
-            workdir, sim.num_supernodes, tls=not insecure, node_config=extra
+            workdir, sim.num_supernodes, tls=not insecure, node_config=extra, engine=engine
         ) as local:
             console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
             summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
@@ -101,6 +110,7 @@ def up(
     nodes: Annotated[int, typer.Option("--nodes", help="SuperNodes to start")] = 2,
     node_config: NodeConfigOpt = None,
     insecure: InsecureOpt = False,
+    engine: EngineOpt = "fast",
 ) -> None:
     """Start a SuperLink and --nodes SuperNodes that keep running after this command."""
     from ..deploy.local import LocalDeployment
@@ -109,7 +119,9 @@ def up(
     try:
         if _running(directory):
             raise RuntimeError(f"a federation is already up in {directory}; deploy down first")
-        local = LocalDeployment(directory, nodes, tls=not insecure, node_config=extra)
+        local = LocalDeployment(
+            directory, nodes, tls=not insecure, node_config=extra, engine=engine
+        )
         local.start()
         local.save()
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:

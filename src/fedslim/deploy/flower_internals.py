@@ -1,7 +1,7 @@
 """Everything fedslim takes from Flower's private internals, in one place, pinned.
 
 Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s for
-<1 s of training. Flower 1.42 has no supported way to avoid the two costs removed here:
+<1 s of training. Flower 1.42 has no supported way to avoid the costs removed here:
 
 1. Per-message process. The SuperNode's executor (``flower-superexec``) starts a fresh
    ``flwr-clientapp`` per message (``supernode/runtime/run_clientapp.py``): it re-imports

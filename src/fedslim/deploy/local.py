@@ -29,6 +29,13 @@ from .processes import Child, stop_all
 
 ACTIVATED = re.compile(r"Activated node_id=(\d+)")
 STATE = "federation.json"
+# How much of Flower's deployment path fedslim replaces (measured in benchmarks/deploy_round.py):
+#   stock      Flower as installed: a process per ClientApp message, 3 s server pulls
+#   supported  public knobs only: the server's push + short pull loop, a 0.05 s executor
+#              poll, one torch thread share per SuperNode
+#   fast       supported + flower_internals (a long-running ClientApp executor, short
+#              SuperNode sleeps and object-pull backoff), pinned to the tested Flower
+ENGINES = ("stock", "supported", "fast")
 
 
 def free_port() -> int:
@@ -46,8 +53,18 @@ class LocalDeployment:
         tls: bool = True,
         node_config: dict[int, str] | None = None,
         startup_timeout: float = 90.0,
+        engine: str = "fast",
     ) -> None:
         """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``)."""
+        if engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine == "fast":
+            from .flower_internals import check_flower
+
+            try:
+                check_flower()
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; --engine supported avoids Flower internals") from None
         if nodes < 1:
             raise ValueError(f"LocalDeployment: nodes must be >= 1, got {nodes}")
         bad = [i for i in node_config or {} if not 0 <= i < nodes]
@@ -68,6 +85,14 @@ class LocalDeployment:
             "FLWR_HOME": str(self.workdir / "flwr-home"),
             "FLWR_TELEMETRY_ENABLED": "0",
         }
+        self.engine = engine
+        if engine == "stock":
+            self.env["FEDSLIM_SERVER_PULL"] = "stock"  # the ServerApp's send_and_receive
+        else:
+            self.env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = "0.05"
+        self.node_env = dict(self.env)
+        if engine != "stock":  # SuperNodes sharing this machine share its cores, not contend
+            self.node_env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nodes))
 
     # ---- processes ------------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
@@ -104,7 +129,10 @@ class LocalDeployment:
                 *("--superlink", address, "--port", str(free_port())),
                 *("--node-config", own.strip()),
             ]
-            self._spawn(f"supernode-{i}", ["flower-supernode", *node_sec, *node])
+            launcher = ["flower-supernode"]
+            if self.engine == "fast":
+                launcher = [sys.executable, "-m", "fedslim.deploy.flower_internals", "supernode"]
+            self._spawn(f"supernode-{i}", [*launcher, *node_sec, *node], env=self.node_env)
         self._wait_for_nodes()
 
     def stop(self) -> None:
@@ -114,7 +142,7 @@ class LocalDeployment:
     # ---- a federation that outlives its command ------------------------------------------
     def save(self) -> None:
         procs = [c.record() for c in self.procs]
-        state = {"nodes": self.nodes, "tls": self.tls, "port": self.port,
+        state = {"nodes": self.nodes, "tls": self.tls, "port": self.port, "engine": self.engine,
                  "node_config": self.node_config, "procs": procs}  # fmt: skip
         (self.workdir / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
 
@@ -129,7 +157,8 @@ class LocalDeployment:
                 f"no federation in {workdir} (fedslim deploy up --dir)"
             ) from None
         node_config = {int(k): v for k, v in state["node_config"].items()}
-        self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config)
+        self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config,
+                   engine=state.get("engine", "stock"))  # fmt: skip
         self.port = state["port"]
         self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
         if self.tls:
@@ -143,10 +172,10 @@ class LocalDeployment:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = self.workdir / f"{name}.log"
         log.unlink(missing_ok=True)
-        self.procs.append(Child.spawn(name, argv, log=log, cwd=self.workdir, env=self.env))
+        self.procs.append(Child.spawn(name, argv, log=log, cwd=self.workdir, env=env or self.env))
 
     def _write_connection(self, address: str) -> None:
         home = Path(self.env["FLWR_HOME"])

@@ -37,6 +37,7 @@ class Child:
     pid: int
     ticks: int
     popen: subprocess.Popen | None = None  # held by the command that started it
+    group: bool = True  # leads its own process group (what we started), else a descendant
 
     @classmethod
     def spawn(cls, name: str, argv: list[str], *, log: Path, **kwargs) -> Child:
@@ -53,26 +54,47 @@ class Child:
         return bool(fields) and fields[0] != "Z" and int(fields[19]) == self.ticks
 
     def signal(self, sig: int) -> None:
+        """The group of a child we started; a descendant by itself (its group may be
+        someone else's)."""
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                (os.killpg if self.group else os.kill)(self.pid, sig)
 
     def record(self) -> dict:
         return {"name": self.name, "pid": self.pid, "ticks": self.ticks}
 
 
+def descendants(pids: set[int]) -> list[Child]:
+    """Every live process below ``pids``, found through parent ids (Flower starts some of
+    its apps in sessions of their own, outside their parent's process group)."""
+    parent = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(entry.name))
+        if fields and fields[0] != "Z":
+            parent[int(entry.name)] = (int(fields[1]), int(fields[19]))
+    found, frontier = [], set(pids)
+    while frontier:
+        below = {pid for pid, (ppid, _) in parent.items() if ppid in frontier}
+        found += [Child("descendant", pid, parent[pid][1], group=False) for pid in below]
+        frontier = below
+    return found
+
+
 def stop_all(children: list[Child], *, grace_s: float = 10.0) -> None:
-    """SIGTERM every group still ours, then SIGKILL the groups (leaders and whatever they
-    spawned) after ``grace_s``."""
+    """SIGTERM every group still ours and everything below it, then SIGKILL what is left
+    after ``grace_s``."""
     owned = [c for c in children if c.alive()]
+    owned += descendants({c.pid for c in owned})
     for child in owned:
         child.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while any(c.alive() for c in owned) and time.monotonic() < deadline:
         time.sleep(0.1)
     for child in owned:  # a group outlives its leader: its pgid is still the leader's pid
+        child.signal(signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
+            if child.group:
+                os.killpg(child.pid, signal.SIGKILL)
     for child in children:
         if child.popen is not None:
             child.popen.wait()

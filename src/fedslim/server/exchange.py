@@ -5,10 +5,12 @@
 and then pulling with a short interval that grows while nothing arrives uses only the
 public ``push_messages`` / ``pull_messages``: replies come back within ~50 ms of arriving
 early in a round, and a long round costs at most a pull every ``max_poll_s``.
+``FEDSLIM_SERVER_PULL=stock`` restores Flower's call (to measure stock deployments).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 
@@ -25,6 +27,8 @@ def exchange(
     max_poll_s: float = 0.5,
 ) -> list[Message]:
     """Every reply that arrives within ``timeout`` seconds (each message's at most once)."""
+    if os.environ.get("FEDSLIM_SERVER_PULL") == "stock":
+        return list(grid.send_and_receive(messages, timeout=timeout))
     pending = set(grid.push_messages(messages))
     replies: list[Message] = []
     deadline = time.monotonic() + timeout
