@@ -232,3 +232,26 @@ def test_the_flower_internals_fedslim_relies_on_are_there():
     from fedslim.deploy.flower_internals import check_flower
 
     check_flower()
+
+
+def test_node_auth_admits_registered_keys_and_refuses_a_stranger(tmp_path):
+    """--auth: each SuperNode's key is registered through the SuperLink's Control API; a
+    SuperNode whose key is not registered is refused, and the federation runs a job."""
+    import time
+
+    from fedslim.config import RunConfig
+    from fedslim.deploy.certs import make_node_key
+    from fedslim.deploy.local import LocalDeployment
+
+    with LocalDeployment(tmp_path / "fed", 2, auth=True) as local:
+        assert local.connected() == 2
+        key, _ = make_node_key(tmp_path / "fed" / "keys", "stranger")  # never registered
+        local.start_node(1, key=key, name="stranger")
+        deadline = time.monotonic() + 60
+        while "Failed to activate SuperNode" not in local.log("stranger"):
+            assert time.monotonic() < deadline, local.log("stranger")[-2000:]
+            time.sleep(0.5)
+        assert local.connected() == 2
+        run = RunConfig.of(num_server_rounds=1, num_examples=400, local_steps=2,
+                           out=str(tmp_path / "run"))  # fmt: skip
+        assert local.submit(run, timeout=300)["rounds"] == 1

@@ -36,6 +36,10 @@ EngineOpt = Annotated[
         "supported (public knobs only) or stock (Flower as installed)",
     ),
 ]
+AuthOpt = Annotated[
+    bool,
+    typer.Option("--auth", help="node keys registered with the SuperLink; others are refused"),
+]
 DirOpt = Annotated[Path, typer.Option("--dir", help="the federation's certificates, logs, pids")]
 
 
@@ -77,6 +81,7 @@ def deploy(
     ] = Path("runs/deploy"),
     node_config: NodeConfigOpt = None,
     engine: EngineOpt = "fast",
+    auth: AuthOpt = False,
 ) -> None:
     """One job, start to finish: a SuperLink and num-supernodes SuperNodes start on
     127.0.0.1, the job is submitted with `flwr run`, and every process is stopped at the
@@ -95,7 +100,12 @@ def deploy(
     )
     try:
         with LocalDeployment(
-            workdir, sim.num_supernodes, tls=not insecure, node_config=extra, engine=engine
+            workdir,
+            sim.num_supernodes,
+            tls=not insecure,
+            node_config=extra,
+            engine=engine,
+            auth=auth,
         ) as local:
             console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
             summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
@@ -111,6 +121,7 @@ def up(
     node_config: NodeConfigOpt = None,
     insecure: InsecureOpt = False,
     engine: EngineOpt = "fast",
+    auth: AuthOpt = False,
 ) -> None:
     """Start a SuperLink and --nodes SuperNodes that keep running after this command."""
     from ..deploy.local import LocalDeployment
@@ -120,14 +131,15 @@ def up(
         if _running(directory):
             raise RuntimeError(f"a federation is already up in {directory}; deploy down first")
         local = LocalDeployment(
-            directory, nodes, tls=not insecure, node_config=extra, engine=engine
+            directory, nodes, tls=not insecure, node_config=extra, engine=engine, auth=auth
         )
         local.start()
         local.save()
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         _fail(exc, 1)
     console.print(
-        f"up: SuperLink 127.0.0.1:{local.port} ({'insecure' if insecure else 'TLS'}) and "
+        f"up: SuperLink 127.0.0.1:{local.port} ({'insecure' if insecure else 'TLS'}"
+        f"{', node auth' if auth else ''}, {engine} engine) and "
         f"{nodes} SuperNodes connected; state and logs in {directory}\n"
         f"next: fedslim deploy run --dir {directory} --out OUT [--set KEY=VALUE ...]"
     )

@@ -149,3 +149,19 @@ def _write(path: Path, data: bytes, *, private: bool) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def make_node_key(directory: Path, name: str) -> tuple[Path, Path]:
+    """A SuperNode's authentication key pair in OpenSSH format (what Flower's node auth
+    reads; PEM keys are refused): ``name`` (private, 0600) and ``name.pub``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = directory / name, directory / f"{name}.pub"
+    enc = serialization.Encoding
+    secret = key.private_bytes(
+        enc.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    shared = key.public_key().public_bytes(enc.OpenSSH, serialization.PublicFormat.OpenSSH)
+    _write(private, secret, private=True)
+    _write(public, shared, private=False)
+    return private, public

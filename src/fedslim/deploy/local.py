@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..protocol import node_config_text
 from ..simulations.run import write_app_dir
-from .certs import TlsFiles, make_certs
+from .certs import TlsFiles, make_certs, make_node_key
 from .processes import Child, stop_all
 
 ACTIVATED = re.compile(r"Activated node_id=(\d+)")
@@ -54,6 +54,7 @@ class LocalDeployment:
         node_config: dict[int, str] | None = None,
         startup_timeout: float = 90.0,
         engine: str = "fast",
+        auth: bool = False,
     ) -> None:
         """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``)."""
         if engine not in ENGINES:
@@ -85,7 +86,8 @@ class LocalDeployment:
             "FLWR_HOME": str(self.workdir / "flwr-home"),
             "FLWR_TELEMETRY_ENABLED": "0",
         }
-        self.engine = engine
+        self.engine, self.auth = engine, auth
+        self._node_sec: list[str] = []
         if engine == "stock":
             self.env["FEDSLIM_SERVER_PULL"] = "stock"  # the ServerApp's send_and_receive
         else:
@@ -122,18 +124,44 @@ class LocalDeployment:
             link_sec = node_sec = ["--insecure"]
         self._write_connection(address)
         link = ["--port", str(self.port), "--disable-runtime-dependency-installation"]
+        if self.auth:
+            link.append("--enable-supernode-auth")
         self._spawn("superlink", ["flower-superlink", *link_sec, *link])
+        self._node_sec = node_sec
         for i in range(self.nodes):
-            own = node_config_text(i, self.nodes, self.node_config.get(i, ""))
-            node = [
-                *("--superlink", address, "--port", str(free_port())),
-                *("--node-config", own.strip()),
-            ]
-            launcher = ["flower-supernode"]
-            if self.engine == "fast":
-                launcher = [sys.executable, "-m", "fedslim.deploy.flower_internals", "supernode"]
-            self._spawn(f"supernode-{i}", [*launcher, *node_sec, *node], env=self.node_env)
+            key = None
+            if self.auth:  # registered through the SuperLink's Control API, as users do
+                key, public = make_node_key(self.workdir / "keys", f"node-{i}")
+                self.register(public)
+            self.start_node(i, key=key)
         self._wait_for_nodes()
+
+    def start_node(self, i: int, *, key: Path | None = None, name: str | None = None) -> None:
+        """SuperNode ``i`` (its partition); ``key``: its private key under --auth."""
+        own = node_config_text(i, self.nodes, self.node_config.get(i, ""))
+        node = [*("--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port())),
+                *("--node-config", own.strip())]  # fmt: skip
+        if key is not None:
+            node += ["--auth-supernode-private-key", str(key)]
+        launcher = ["flower-supernode"]
+        if self.engine == "fast":
+            launcher = [sys.executable, "-m", "fedslim.deploy.flower_internals", "supernode"]
+        argv = [*launcher, *self._node_sec, *node]
+        self._spawn(name or f"supernode-{i}", argv, env=self.node_env)
+
+    def register(self, public: Path, timeout: float = 60.0) -> None:
+        """``flwr supernode register``: retried while the SuperLink is still starting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            argv = ["flwr", "supernode", "register", str(public), "local"]
+            done = subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True,
+                                  text=True)  # fmt: skip
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"flwr supernode register {public.name} failed:\n"
+                                   f"{done.stdout[-1500:]}{done.stderr[-1500:]}")  # fmt: skip
+            time.sleep(1.0)
 
     def stop(self) -> None:
         stop_all(self.procs)
@@ -143,7 +171,7 @@ class LocalDeployment:
     def save(self) -> None:
         procs = [c.record() for c in self.procs]
         state = {"nodes": self.nodes, "tls": self.tls, "port": self.port, "engine": self.engine,
-                 "node_config": self.node_config, "procs": procs}  # fmt: skip
+                 "auth": self.auth, "node_config": self.node_config, "procs": procs}  # fmt: skip
         (self.workdir / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     @classmethod
@@ -158,11 +186,14 @@ class LocalDeployment:
             ) from None
         node_config = {int(k): v for k, v in state["node_config"].items()}
         self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config,
-                   engine=state.get("engine", "stock"))  # fmt: skip
+                   engine=state.get("engine", "stock"), auth=state.get("auth", False))  # fmt: skip
         self.port = state["port"]
         self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
         if self.tls:
             self.certs = TlsFiles.in_dir(self.workdir / "certs")
+            self._node_sec = ["--root-certificates", str(self.certs.ca)]
+        else:
+            self._node_sec = ["--insecure"]
         return self
 
     def connected(self) -> int:
