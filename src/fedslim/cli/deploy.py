@@ -195,7 +195,7 @@ def status(directory: DirOpt) -> None:
         console.print(f"{child.name:14s} pid {child.pid:<8d} {state}")
     console.print(
         f"SuperLink 127.0.0.1:{local.port}, {'TLS' if local.tls else 'insecure'}; "
-        f"{local.connected()} SuperNode connections seen in its log"
+        f"{local.connected() if any(c.alive() for c in local.procs) else 0} SuperNodes online"
     )
     if not any(c.alive() for c in local.procs):
         raise typer.Exit(3)

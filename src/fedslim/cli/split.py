@@ -103,15 +103,7 @@ def plan(
     from ..split.profile import timed as timed_profile
 
     try:
-        devices, links = (
-            catalogue.load(profiles) if profiles else (catalogue.DEVICES, catalogue.LINKS)
-        )
-        for key, name, known in (("--device", device, devices), ("--link", link, links),
-                                 ("--server", server, devices)):  # fmt: skip
-            if name is not None and name not in known:
-                raise ConfigError(
-                    f"{key}: unknown profile {name!r}; known: {', '.join(sorted(known))}"
-                )
+        devices, links = _catalogue(profiles, device=device, link=link, server=server)
         if seq_len < 1:
             raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
         cfg, model, _ = load(model_name, adapter, set_)
@@ -130,6 +122,20 @@ def plan(
     title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
     Console(width=120).print(_table(title, all_k, ends))
     _decision(all_k, ends, chosen, objective, min_layer)
+
+
+def _catalogue(profiles: Path | None, **names: str | None):
+    """(devices, links): the catalogue and the user's TOML, every named profile checked."""
+    from ..resources import profiles as catalogue
+
+    devices, links = catalogue.load(profiles) if profiles else (catalogue.DEVICES, catalogue.LINKS)
+    for key, name in names.items():
+        known = links if key == "link" else devices
+        if name is not None and name not in known:
+            raise ConfigError(
+                f"--{key}: unknown profile {name!r}; known: {', '.join(sorted(known))}"
+            )
+    return devices, links
 
 
 def _decision(all_k, ends, chosen, objective: str, min_layer: int) -> None:

@@ -71,10 +71,19 @@ def faulty_app(faults: dict[int, str]) -> ClientApp:
     unknown = set(faults.values()) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown fault kinds {sorted(unknown)}; accepted: {', '.join(KINDS)}")
+    return _app(lambda context: faults.get(protocol.node_identity(context.node_config)[0]))
 
+
+def _own_fault(context: Context) -> str | None:
+    kind = context.node_config.get(FAULT_KEY)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"node config {FAULT_KEY}={kind!r}: accepted: {', '.join(KINDS)}")
+    return kind
+
+
+def _app(kind_of) -> ClientApp:
     def mod(msg: Message, context: Context, call_next) -> Message:
-        pid, _, _ = protocol.node_identity(context.node_config)
-        kind = faults.get(pid)
+        kind = kind_of(context)
         if kind is None or msg.metadata.message_type != "train":
             return call_next(msg, context)
         if kind == "error":
@@ -88,3 +97,9 @@ def faulty_app(faults: dict[int, str]) -> ClientApp:
     faulty.train()(client.train)
     faulty.query()(client.query)
     return faulty
+
+
+# On the Deployment Engine: each SuperNode breaks its replies as its own node config says
+# (``--node-config "... fault=truncate"``); the app component ``fedslim.client.faults:app``.
+FAULT_KEY = "fault"
+app = _app(_own_fault)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,7 +26,6 @@ from ..simulations.run import write_app_dir
 from .certs import TlsFiles, make_certs, make_node_key
 from .processes import Child, stop_all
 
-ACTIVATED = re.compile(r"Activated node_id=(\d+)")
 STATE = "federation.json"
 # How much of Flower's deployment path fedslim replaces (measured in benchmarks/deploy_round.py):
 #   stock      Flower as installed: a process per ClientApp message, 3 s server pulls
@@ -88,6 +86,7 @@ class LocalDeployment:
         }
         self.engine, self.auth = engine, auth
         self._node_sec: list[str] = []
+        self._superlink: list[str] = []
         if engine == "stock":
             self.env["FEDSLIM_SERVER_PULL"] = "stock"  # the ServerApp's send_and_receive
         else:
@@ -113,7 +112,9 @@ class LocalDeployment:
             for sig, handler in self._handlers.items():
                 signal.signal(sig, handler)
 
-    def start(self) -> None:
+    def start(self, first: int | None = None) -> None:
+        """The SuperLink and SuperNodes 0..first-1 (all by default; start_node adds one
+        later, as a device that joins late)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         address = f"127.0.0.1:{self.port}"
         if self.tls:
@@ -123,18 +124,22 @@ class LocalDeployment:
         else:
             link_sec = node_sec = ["--insecure"]
         self._write_connection(address)
-        link = ["--port", str(self.port), "--disable-runtime-dependency-installation"]
+        link = ["--port", str(self.port), "--disable-runtime-dependency-installation",
+                # state on disk: registered nodes, runs and their messages survive a
+                # SuperLink restart (SuperNodes whose node id it forgot shut down)
+                "--database", str(self.workdir / "superlink.db")]  # fmt: skip
         if self.auth:
             link.append("--enable-supernode-auth")
-        self._spawn("superlink", ["flower-superlink", *link_sec, *link])
+        self._superlink = ["flower-superlink", *link_sec, *link]
+        self._spawn("superlink", self._superlink)
         self._node_sec = node_sec
-        for i in range(self.nodes):
+        for i in range(self.nodes if first is None else first):
             key = None
             if self.auth:  # registered through the SuperLink's Control API, as users do
                 key, public = make_node_key(self.workdir / "keys", f"node-{i}")
                 self.register(public)
             self.start_node(i, key=key)
-        self._wait_for_nodes()
+        self._wait_for_nodes(self.nodes if first is None else first)
 
     def start_node(self, i: int, *, key: Path | None = None, name: str | None = None) -> None:
         """SuperNode ``i`` (its partition); ``key``: its private key under --auth."""
@@ -167,6 +172,19 @@ class LocalDeployment:
         stop_all(self.procs)
         self.procs.clear()
 
+    def restart_superlink(self) -> None:
+        """Stop the SuperLink (and the ServerApps it runs) and start it again on the same
+        port: the server-side restart a deployment lives through. SuperNodes reconnect."""
+        link = next(c for c in self.procs if c.name == "superlink")
+        stop_all([link])
+        self.procs.remove(link)
+        nodes = sum(c.alive() for c in self.procs if c.name.startswith("supernode"))
+        self._spawn("superlink", self._superlink)
+        if self.auth:
+            for public in sorted((self.workdir / "keys").glob("node-*.pub")):
+                self.register(public)
+        self._wait_for_nodes(nodes)
+
     # ---- a federation that outlives its command ------------------------------------------
     def save(self) -> None:
         procs = [c.record() for c in self.procs]
@@ -196,8 +214,20 @@ class LocalDeployment:
             self._node_sec = ["--insecure"]
         return self
 
+    def online(self) -> list[dict]:
+        """The SuperNodes the SuperLink reports online (``flwr supernode list``, the public
+        Control API; 0 while the SuperLink is still starting)."""
+        argv = ["flwr", "supernode", "list", "local", "--format", "json"]
+        done = subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        try:
+            nodes = json.loads(done.stdout).get("nodes", [])
+        except json.JSONDecodeError:
+            return []
+        return [n for n in nodes if n.get("status") == "online"]
+
     def connected(self) -> int:
-        return len(set(ACTIVATED.findall(self.log("superlink"))))
+        return len(self.online())
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -218,30 +248,32 @@ class LocalDeployment:
             encoding="utf-8",
         )
 
-    def _wait_for_nodes(self) -> None:
+    def _wait_for_nodes(self, count: int) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             dead = [c.name for c in self.procs if not c.alive()]
             if dead:
                 raise RuntimeError(f"{dead[0]} exited at start:\n{self.log(dead[0])[-2000:]}")
-            if self.connected() >= self.nodes:
+            if self.connected() >= count:
                 return
             time.sleep(0.5)
         raise TimeoutError(
-            f"{self.nodes} SuperNodes did not connect within {self.startup_timeout:.0f} s:\n"
+            f"{count} SuperNodes did not connect within {self.startup_timeout:.0f} s:\n"
             + self.log("superlink")[-2000:]
         )
 
     # ---- jobs -----------------------------------------------------------------------
-    def submit(self, run: RunConfig, *, timeout: float = 3600.0, echo=None) -> dict:
+    def submit(self, run: RunConfig, *, timeout: float = 3600.0, echo=None,
+               clientapp: str = "fedslim.client.app:app") -> dict:  # fmt: skip
         """Run the job with ``flwr run`` and return its summary; raises if it fails.
 
-        ``echo`` receives flwr's streamed log lines as they come (progress on long runs).
+        ``echo`` receives flwr's streamed log lines as they come (progress on long runs);
+        ``clientapp`` is the app component (``fedslim.client.faults:app`` injects faults).
         """
         if not run.out:
             raise ValueError("LocalDeployment.submit: set 'out' (results are read from it)")
         out = Path(run.out).resolve()
-        app = write_app_dir(_fresh(self.workdir / "app"), run.replace(out=str(out)))
+        app = write_app_dir(_fresh(self.workdir / "app"), run.replace(out=str(out)), clientapp)
         started = time.time()
         lines: list[str] = []
         with subprocess.Popen(

@@ -32,7 +32,7 @@ from ..task.residual import load_global, lora_modules
 from ..task.train import evaluate
 from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
-from .discovery import discover
+from .discovery import admit, discover
 from .rounds import play_round
 
 # (event, payload): "start" (dict) | "round" (a RoundRow) | "end" (the summary dict)
@@ -146,6 +146,7 @@ class _Run:
         return summary
 
     def _round(self, rnd: int) -> RoundRow:
+        admit(self.grid, self.cfg, self.nodes, self.strategy.views.all_ranks())
         timeout = self.cfg.rounds.round_timeout_s
         new, rows, seconds = play_round(self.strategy, self.grid, rnd, self.arrays, timeout)
         if new is None:

@@ -8,9 +8,11 @@ a device class only the device knows) or from the run config's ``lora-ranks`` ma
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
 
 from flwr.app import Message
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from .. import protocol
@@ -23,6 +25,32 @@ from .exchange import exchange
 class Nodes:
     partitions: dict[int, int]  # node id -> partition id
     ranks: dict[int, int]  # partition id -> LoRA rank
+    noted: set[int] = field(default_factory=set)  # late nodes left out, logged once
+    asking: dict[str, int] = field(default_factory=dict)  # query message id -> late node
+
+
+def _ask(grid: Grid, nodes: list[int], wait_s: float):
+    """(node, NodeInfo or the reason it has none) for every node that answers."""
+    msgs = [
+        Message(content=protocol.query_content(), message_type="query", dst_node_id=n)
+        for n in nodes
+    ]
+    for reply in exchange(grid, msgs, timeout=wait_s):
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            yield node, f"failed to start: {reply.error.reason}"
+            continue
+        try:
+            yield node, protocol.node_info_from(reply.content)
+        except ValueError as exc:
+            yield node, f"answered the query wrongly: {exc}"
+
+
+def _rank(cfg: RunConfig, node: int, info) -> int:
+    rank = info.lora_r if info.lora_r is not None else cfg.adapter.rank_of(info.partition_id)
+    if not 1 <= rank <= cfg.adapter.lora_r:
+        raise RuntimeError(f"node {node} reports lora-r {rank}, outside 1..{cfg.adapter.lora_r}")
+    return rank
 
 
 def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
@@ -38,19 +66,10 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
                 f"{len(nodes)} of {need} nodes connected within {wait_s:.0f} s (min-train-clients)"
             )
         time.sleep(0.2)
-    msgs = [
-        Message(content=protocol.query_content(), message_type="query", dst_node_id=n)
-        for n in nodes
-    ]
     partitions, ranks = {}, {}
-    for reply in exchange(grid, msgs, timeout=wait_s):
-        node = reply.metadata.src_node_id
-        if reply.has_error():
-            raise RuntimeError(f"node {node} failed to start: {reply.error.reason}")
-        try:
-            info = protocol.node_info_from(reply.content)
-        except ValueError as exc:
-            raise RuntimeError(f"node {node} answered the query wrongly: {exc}") from None
+    for node, info in _ask(grid, nodes, wait_s):
+        if isinstance(info, str):
+            raise RuntimeError(f"node {node} {info}")
         part = info.partition_id
         if part in ranks:  # two nodes on one partition would share one tracked copy
             other = next(n for n, p in partitions.items() if p == part)
@@ -58,12 +77,7 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
                 f"nodes {other} and {node} both report partition-id {part}; "
                 "give every SuperNode its own partition-id in --node-config"
             )
-        rank = info.lora_r if info.lora_r is not None else cfg.adapter.rank_of(part)
-        if not 1 <= rank <= cfg.adapter.lora_r:
-            raise RuntimeError(
-                f"node {node} reports lora-r {rank}, outside 1..{cfg.adapter.lora_r}"
-            )
-        partitions[node], ranks[part] = part, rank
+        partitions[node], ranks[part] = part, _rank(cfg, node, info)
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
     refusal = mixed_ranks_refusal(cfg.strategy.name)
@@ -72,3 +86,54 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
             f"node config lora-r: nodes train ranks {sorted(set(ranks.values()))}, but {refusal}"
         )
     return Nodes(partitions, ranks)
+
+
+def admit(grid: Grid, cfg: RunConfig, nodes: Nodes, ranks: set[int]) -> None:
+    """Nodes that connected after the start (a late device, a restarted SuperNode), asked
+    who they are without holding up a round: the query goes out before one round and its
+    answer is read before a later one (a fresh node takes seconds to load its app). A
+    node that can join is added in place; one on a partition another online node holds,
+    or on a rank no view serves, is left out with a logged reason and asked again (the
+    holder may leave); a restarted SuperNode takes its partition over from its departed
+    node id."""
+    online = set(grid.get_node_ids())
+    replies = list(grid.pull_messages(list(nodes.asking))) if nodes.asking else []
+    for reply in replies:
+        node = nodes.asking.pop(reply.metadata.reply_to_message_id, None)
+        if node is None or reply.has_error():
+            continue
+        try:
+            info = protocol.node_info_from(reply.content)
+        except ValueError as exc:
+            _left_out(nodes, node, f"answered the query wrongly: {exc}")
+            continue
+        _join(cfg, nodes, ranks, online, node, info)
+    waiting = set(nodes.asking.values())
+    new = sorted(online - set(nodes.partitions) - waiting)
+    msgs = [Message(content=protocol.query_content(), message_type="query", dst_node_id=n)
+            for n in new]  # fmt: skip
+    for msg_id, node in zip(grid.push_messages(msgs), new, strict=True) if msgs else ():
+        nodes.asking[msg_id] = node
+
+
+def _join(cfg: RunConfig, nodes: Nodes, ranks: set[int], online: set[int], node: int, info):
+    part = info.partition_id
+    holder = [n for n, p in nodes.partitions.items() if p == part]
+    rank = (
+        info.lora_r if info.lora_r is not None else nodes.ranks.get(part, cfg.adapter.rank_of(part))
+    )
+    if any(n in online for n in holder):
+        return _left_out(nodes, node, f"reports partition-id {part}, which node {holder[0]} holds")
+    if rank not in ranks:
+        return _left_out(nodes, node, f"trains rank {rank}, which no view of this run serves")
+    for old in holder:  # a restarted SuperNode: the same device under a new node id
+        del nodes.partitions[old]
+    nodes.partitions[node] = part
+    nodes.ranks.setdefault(part, rank)
+    log(INFO, "node %d joined as partition %d", node, part)
+
+
+def _left_out(nodes: Nodes, node: int, why: str) -> None:
+    if node not in nodes.noted:
+        log(WARNING, "node %d connected but is left out: %s", node, why)
+        nodes.noted.add(node)

@@ -28,7 +28,9 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_app_dir(directory: Path, run: RunConfig) -> Path:
+def write_app_dir(
+    directory: Path, run: RunConfig, clientapp: str = "fedslim.client.app:app"
+) -> Path:
     lines = [
         "[project]",
         'name = "fedslim-run"',
@@ -40,7 +42,7 @@ def write_app_dir(directory: Path, run: RunConfig) -> Path:
         "",
         "[tool.flwr.app.components]",
         'serverapp = "fedslim.server.app:app"',
-        'clientapp = "fedslim.client.app:app"',
+        f'clientapp = "{clientapp}"',
         "",
         "[tool.flwr.app.config]",
         *(f"{k} = {_toml_value(v)}" for k, v in run.to_mapping().items()),

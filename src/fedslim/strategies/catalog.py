@@ -79,5 +79,6 @@ def make(
         min_available_nodes=1,
         **spec(name).kwargs(options),
     )
-    strategy.partitions, strategy.seed = dict(partitions), seed
+    # the server's live node -> partition map (nodes that join late are added to it)
+    strategy.partitions, strategy.seed = partitions, seed
     return strategy

@@ -91,7 +91,9 @@ class Compressed(Strategy):
         self.refused = []  # sampled clients that cannot train on their device
         for envelope in envelopes:
             node = envelope.metadata.dst_node_id
-            part = self.partitions[node]
+            part = self.partitions.get(node)
+            if part is None:  # connected, but not admitted to this run (see discovery.admit)
+                continue
             reason = self.clock.refuse(part)
             if reason:
                 self.refused.append(ClientRow(round=server_round, client=part, status=reason))
