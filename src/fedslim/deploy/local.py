@@ -139,20 +139,30 @@ class LocalDeployment:
                 key, public = make_node_key(self.workdir / "keys", f"node-{i}")
                 self.register(public)
             self.start_node(i, key=key)
-        self._wait_for_nodes(self.nodes if first is None else first)
+        self.wait_for_nodes(self.nodes if first is None else first)
 
-    def start_node(self, i: int, *, key: Path | None = None, name: str | None = None) -> None:
-        """SuperNode ``i`` (its partition); ``key``: its private key under --auth."""
+    def start_node(
+        self, i: int, *, key: Path | None = None, name: str | None = None, venv: Path | None = None
+    ) -> None:
+        """SuperNode ``i`` (its partition); ``key``: its private key under --auth;
+        ``venv``: run it from another environment (e.g. one with only ``fedslim[client]``)."""
         own = node_config_text(i, self.nodes, self.node_config.get(i, ""))
         node = [*("--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port())),
                 *("--node-config", own.strip())]  # fmt: skip
         if key is not None:
             node += ["--auth-supernode-private-key", str(key)]
-        launcher = ["flower-supernode"]
+        bin_dir = Path(venv) / "bin" if venv else Path(sys.executable).parent
+        env = dict(self.node_env, PATH=str(bin_dir) + os.pathsep + self.node_env["PATH"])
+        launcher = [str(bin_dir / "flower-supernode")]
         if self.engine == "fast":
-            launcher = [sys.executable, "-m", "fedslim.deploy.flower_internals", "supernode"]
+            launcher = [
+                str(bin_dir / "python"),
+                "-m",
+                "fedslim.deploy.flower_internals",
+                "supernode",
+            ]
         argv = [*launcher, *self._node_sec, *node]
-        self._spawn(name or f"supernode-{i}", argv, env=self.node_env)
+        self._spawn(name or f"supernode-{i}", argv, env=env)
 
     def register(self, public: Path, timeout: float = 60.0) -> None:
         """``flwr supernode register``: retried while the SuperLink is still starting."""
@@ -183,7 +193,7 @@ class LocalDeployment:
         if self.auth:
             for public in sorted((self.workdir / "keys").glob("node-*.pub")):
                 self.register(public)
-        self._wait_for_nodes(nodes)
+        self.wait_for_nodes(nodes)
 
     # ---- a federation that outlives its command ------------------------------------------
     def save(self) -> None:
@@ -248,7 +258,7 @@ class LocalDeployment:
             encoding="utf-8",
         )
 
-    def _wait_for_nodes(self, count: int) -> None:
+    def wait_for_nodes(self, count: int) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             dead = [c.name for c in self.procs if not c.alive()]
