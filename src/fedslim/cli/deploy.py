@@ -181,12 +181,7 @@ def run_job(
 @deploy_cli.command()
 def status(directory: DirOpt) -> None:
     """Which of the federation's processes run, and how many SuperNodes have connected."""
-    from ..deploy.local import LocalDeployment
-
-    try:
-        local = LocalDeployment.attach(directory)
-    except FileNotFoundError as exc:
-        _fail(exc, 1)
+    local = _attach(directory)
     if not local.procs:
         console.print(f"the federation in {directory} is down (fedslim deploy up to start it)")
         raise typer.Exit(3)
@@ -204,13 +199,17 @@ def status(directory: DirOpt) -> None:
 @deploy_cli.command()
 def down(directory: DirOpt) -> None:
     """Stop exactly the processes `deploy up` started in --dir (and what they spawned)."""
-    from ..deploy.local import LocalDeployment
-
-    try:
-        local = LocalDeployment.attach(directory)
-    except FileNotFoundError as exc:
-        _fail(exc, 1)
+    local = _attach(directory)
     running = [c.name for c in local.procs if c.alive()]
     local.stop()
     local.save()  # no processes left on record
     console.print(f"down: stopped {', '.join(running) or 'nothing (none was running)'}")
+
+
+def _attach(directory: Path):
+    from ..deploy.local import LocalDeployment
+
+    try:
+        return LocalDeployment.attach(directory)
+    except FileNotFoundError as exc:
+        _fail(exc, 1)

@@ -28,7 +28,8 @@ def _bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def _seconds(fn, reps: int) -> float:
+def median_seconds(fn, reps: int) -> float:
+    """Median wall seconds of ``reps`` calls after a warm-up call."""
     fn()  # warm
     times = []
     for _ in range(reps):
@@ -49,9 +50,9 @@ def timed(model, profile: Profile, *, tokens: int, reps: int = 20) -> Profile:
         for k in range(n + 1):
             head, tail = split(model, k)
             act = head(ids, mask)
-            head_s.append(_seconds(lambda h=head: h(ids, mask), reps))
-            tail_s.append(_seconds(lambda t=tail, a=act: t.predict(a), reps))
-        full_s = _seconds(lambda: model(input_ids=ids, attention_mask=mask), reps)
+            head_s.append(median_seconds(lambda h=head: h(ids, mask), reps))
+            tail_s.append(median_seconds(lambda t=tail, a=act: t.predict(a), reps))
+        full_s = median_seconds(lambda: model(input_ids=ids, attention_mask=mask), reps)
     total = (profile.embed_flops + sum(profile.block_flops) + profile.out_flops) * tokens
     return dataclasses.replace(profile, head_s=tuple(head_s), tail_s=tuple(tail_s),
                                full_s=full_s, host_flops=total / full_s)  # fmt: skip
@@ -99,7 +100,7 @@ def codec_cost(model, spec: str, *, tokens: int = 64, reps: int = 20) -> tuple[f
     blob = pipeline.encode(values)
     if reps == 0:
         return len(blob) / values.size, 0.0, 0.0
-    encode = _seconds(lambda: pack(act, spec), reps)
+    encode = median_seconds(lambda: pack(act, spec), reps)
     message = pack(act, spec)
-    decode = _seconds(lambda: unpack(message, max_elements=values.size), reps)
+    decode = median_seconds(lambda: unpack(message, max_elements=values.size), reps)
     return len(blob) / values.size, encode, decode
