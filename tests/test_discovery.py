@@ -14,21 +14,27 @@ def _identity():
 
 
 class _Grid:
-    """Answers the partition-id query with ``infos[node]`` (a node's own reply)."""
+    """Answers the partition-id query with ``infos[node]`` (a node's own reply), through
+    push and pull as Flower's grids do (ids assigned at push, as InMemoryGrid does)."""
 
     def __init__(self, infos):
-        self.infos = infos
+        self.infos, self.pushed = infos, {}
 
     def get_node_ids(self):
         return list(self.infos)
 
-    def send_and_receive(self, msgs, timeout):
-        return [
-            Message(
-                RecordDict({"info": MetricRecord(self.infos[m.metadata.dst_node_id])}), reply_to=m
-            )
-            for m in msgs
-        ]
+    def push_messages(self, msgs):
+        for m in msgs:
+            m.metadata.__dict__["_message_id"] = f"to-{m.metadata.dst_node_id}"
+            self.pushed[m.metadata.message_id] = m
+        return list(self.pushed)
+
+    def pull_messages(self, ids):
+        return [self.reply(self.pushed.pop(i)) for i in list(ids) if i in self.pushed]
+
+    def reply(self, m):
+        info = MetricRecord(self.infos[m.metadata.dst_node_id])
+        return Message(RecordDict({"info": info}), reply_to=m)
 
 
 def test_nodes_report_partition_and_rank():
@@ -62,10 +68,10 @@ def test_federations_that_cannot_run_correctly_are_refused(infos, cfg, match):
 
 def test_a_node_that_fails_to_start_is_named():
     class _Failing(_Grid):
-        def send_and_receive(self, msgs, timeout):
+        def reply(self, m):
             from flwr.app import Error
 
-            return [Message(Error(code=0, reason="no data"), reply_to=m) for m in msgs]
+            return Message(Error(code=0, reason="no data"), reply_to=m)
 
     with pytest.raises(RuntimeError, match="node 7 failed to start: no data"):
         discover(_Failing({7: {}}), RunConfig.of())

@@ -15,14 +15,17 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_supernode_runs_from_a_venv_with_only_the_client_extra(tmp_path):
+def test_a_supernode_runs_from_a_venv_with_only_the_client_extra(tmp_path, monkeypatch):
+    # Flower's Ray backend (a simulation test earlier in the session) sets PYTHONPATH in
+    # this process, which would let the edge environment import this one's packages
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     venv = tmp_path / "edge"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "torch==2.13.0"], check=True, timeout=900)
     subprocess.run([*pip, "-e", f"{ROOT}[client]"], check=True, timeout=900)
     for absent in ("ray", "pytest", "hypothesis"):  # no Simulation Engine, no dev tools
-        probe = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {absent}"],
+        probe = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", f"import {absent}"],
                                capture_output=True, timeout=120)  # fmt: skip
         assert probe.returncode != 0, f"{absent} came with the client extra"
     out = tmp_path / "run"

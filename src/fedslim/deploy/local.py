@@ -153,6 +153,8 @@ class LocalDeployment:
             node += ["--auth-supernode-private-key", str(key)]
         bin_dir = Path(venv) / "bin" if venv else Path(sys.executable).parent
         env = dict(self.node_env, PATH=str(bin_dir) + os.pathsep + self.node_env["PATH"])
+        if venv:  # its own packages only (Flower's Ray backend may have set PYTHONPATH here)
+            env.pop("PYTHONPATH", None)
         launcher = [str(bin_dir / "flower-supernode")]
         if self.engine == "fast":
             launcher = [
