@@ -53,8 +53,8 @@ def _node_config(items: list[str] | None) -> dict[int, str]:
     return extra
 
 
-def _job(config, set_, out, overwrite):
-    run, sim = _configs(config, set_, out, overwrite=overwrite)
+def _job(config, set_, out, overwrite, resume=False):
+    run, sim = _configs(config, set_, out, resume, overwrite)
     changed = run.changed("sim")  # the simulator prices rounds; a deployment lives them
     if changed:
         _fail(ValueError(f"config key '{changed[0]}' applies to fedslim simulate only"), 2)
@@ -161,10 +161,13 @@ def run_job(
     set_: SetOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from --out's checkpoint")
+    ] = False,
 ) -> None:
     """Submit a job to the federation `deploy up` started; results as in simulation."""
     t0 = time.monotonic()
-    run, _ = _job(config, set_, out, overwrite)
+    run, _ = _job(config, set_, out, overwrite, resume)
     local = _running(directory)
     if local is None:
         _fail(RuntimeError(f"no federation is up in {directory}: fedslim deploy up --dir ..."), 1)
