@@ -43,6 +43,36 @@ AuthOpt = Annotated[
 DirOpt = Annotated[Path, typer.Option("--dir", help="the federation's certificates, logs, pids")]
 
 
+LinkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--link",
+        help="emulate this link profile for every SuperNode (network namespaces, tc tbf; "
+        "root); per node: --node-config I:link=NAME",
+    ),
+]
+
+
+def _links(link: str | None, extra: dict[int, str], nodes: int) -> dict | None:
+    """SuperNode -> Link profile from --link and I:link=NAME node configs."""
+    from ..resources.profiles import LINKS
+
+    names = dict.fromkeys(range(nodes), link) if link else {}
+    for i, pairs in list(extra.items()):  # a node's link is ours to make, not its config
+        kept = []
+        for pair in pairs.split():
+            key, _, value = pair.partition("=")
+            if key == "link":
+                names[i] = value.strip("\"'")
+            else:
+                kept.append(pair)
+        extra[i] = " ".join(kept)
+    unknown = sorted({n for n in names.values() if n not in LINKS})
+    if unknown:
+        _fail(ValueError(f"--link {unknown[0]}: unknown; known: {', '.join(sorted(LINKS))}"), 2)
+    return {i: LINKS[n] for i, n in names.items()} or None
+
+
 def _node_config(items: list[str] | None) -> dict[int, str]:
     extra: dict[int, str] = {}
     for item in items or []:
@@ -122,24 +152,37 @@ def up(
     insecure: InsecureOpt = False,
     engine: EngineOpt = "fast",
     auth: AuthOpt = False,
+    link: LinkOpt = None,
 ) -> None:
     """Start a SuperLink and --nodes SuperNodes that keep running after this command."""
     from ..deploy.local import LocalDeployment
 
     extra = _node_config(node_config)
+    links = _links(link, extra, nodes)
     try:
         if _running(directory):
             raise RuntimeError(f"a federation is already up in {directory}; deploy down first")
         local = LocalDeployment(
-            directory, nodes, tls=not insecure, node_config=extra, engine=engine, auth=auth
+            directory,
+            nodes,
+            tls=not insecure,
+            node_config=extra,
+            engine=engine,
+            auth=auth,
+            links=links,
         )
-        local.start()
+        try:
+            local.start()
+        except BaseException:
+            local.stop()  # nothing half-made stays behind: processes, namespaces
+            raise
         local.save()
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         _fail(exc, 1)
     console.print(
-        f"up: SuperLink 127.0.0.1:{local.port} ({'insecure' if insecure else 'TLS'}"
-        f"{', node auth' if auth else ''}, {engine} engine) and "
+        f"up: SuperLink {local.host}:{local.port} ({'insecure' if insecure else 'TLS'}"
+        f"{', node auth' if auth else ''}, {engine} engine"
+        f"{', emulated links' if links else ''}) and "
         f"{nodes} SuperNodes connected; state and logs in {directory}\n"
         f"next: fedslim deploy run --dir {directory} --out OUT [--set KEY=VALUE ...]"
     )
@@ -192,7 +235,7 @@ def status(directory: DirOpt) -> None:
         state = "running" if child.alive() else "stopped"
         console.print(f"{child.name:14s} pid {child.pid:<8d} {state}")
     console.print(
-        f"SuperLink 127.0.0.1:{local.port}, {'TLS' if local.tls else 'insecure'}; "
+        f"SuperLink {local.host}:{local.port}, {'TLS' if local.tls else 'insecure'}; "
         f"{local.connected() if any(c.alive() for c in local.procs) else 0} SuperNodes online"
     )
     if not any(c.alive() for c in local.procs):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,8 +23,10 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..protocol import node_config_text
+from ..resources.profiles import Link
 from ..simulations.run import write_app_dir
 from .certs import TlsFiles, make_certs, make_node_key
+from .links import Emulation
 from .processes import Child, stop_all
 
 STATE = "federation.json"
@@ -53,6 +56,7 @@ class LocalDeployment:
         startup_timeout: float = 90.0,
         engine: str = "fast",
         auth: bool = False,
+        links: dict[int, Link] | None = None,
     ) -> None:
         """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``)."""
         if engine not in ENGINES:
@@ -85,6 +89,11 @@ class LocalDeployment:
             "FLWR_TELEMETRY_ENABLED": "0",
         }
         self.engine, self.auth = engine, auth
+        bad = [i for i in links or {} if not 0 <= i < nodes]
+        if bad:
+            raise ValueError(f"link for SuperNode {bad[0]}: there are {nodes} (0..{nodes - 1})")
+        self.emulation = Emulation(secrets.token_hex(3), dict(links)) if links else None
+        self.host = "127.0.0.1"  # where the SuperLink listens
         self._node_sec: list[str] = []
         self._superlink: list[str] = []
         if engine == "stock":
@@ -116,15 +125,20 @@ class LocalDeployment:
         """The SuperLink and SuperNodes 0..first-1 (all by default; start_node adds one
         later, as a device that joins late)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        address = f"127.0.0.1:{self.port}"
+        if self.emulation is not None:  # the SuperLink on the bridge the namespaces share
+            self.emulation.create()
+            self.host = self.emulation.host_ip
+        address = f"{self.host}:{self.port}"
         if self.tls:
-            self.certs = make_certs(self.workdir / "certs", ["127.0.0.1", "localhost"])
+            hosts = ["127.0.0.1", "localhost"] + ([self.host] if self.emulation else [])
+            self.certs = make_certs(self.workdir / "certs", hosts)
             link_sec = self.certs.superlink_args()
             node_sec = ["--root-certificates", str(self.certs.ca)]
         else:
             link_sec = node_sec = ["--insecure"]
         self._write_connection(address)
-        link = ["--port", str(self.port), "--disable-runtime-dependency-installation",
+        link = ["--host", self.host, "--port", str(self.port),
+                "--disable-runtime-dependency-installation",
                 # state on disk: registered nodes, runs and their messages survive a
                 # SuperLink restart (SuperNodes whose node id it forgot shut down)
                 "--database", str(self.workdir / "superlink.db")]  # fmt: skip
@@ -147,7 +161,7 @@ class LocalDeployment:
         """SuperNode ``i`` (its partition); ``key``: its private key under --auth;
         ``venv``: run it from another environment (e.g. one with only ``fedslim[client]``)."""
         own = node_config_text(i, self.nodes, self.node_config.get(i, ""))
-        node = [*("--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port())),
+        node = [*("--superlink", f"{self.host}:{self.port}", "--port", str(free_port())),
                 *("--node-config", own.strip())]  # fmt: skip
         if key is not None:
             node += ["--auth-supernode-private-key", str(key)]
@@ -163,7 +177,8 @@ class LocalDeployment:
                 "fedslim.deploy.flower_internals",
                 "supernode",
             ]
-        argv = [*launcher, *self._node_sec, *node]
+        prefix = self.emulation.prefix(i) if self.emulation else []
+        argv = [*prefix, *launcher, *self._node_sec, *node]
         self._spawn(name or f"supernode-{i}", argv, env=env)
 
     def register(self, public: Path, timeout: float = 60.0) -> None:
@@ -183,6 +198,8 @@ class LocalDeployment:
     def stop(self) -> None:
         stop_all(self.procs)
         self.procs.clear()
+        if self.emulation is not None and self.emulation.subnet:
+            self.emulation.remove()
 
     def restart_superlink(self) -> None:
         """Stop the SuperLink (and the ServerApps it runs) and start it again on the same
@@ -201,7 +218,9 @@ class LocalDeployment:
     def save(self) -> None:
         procs = [c.record() for c in self.procs]
         state = {"nodes": self.nodes, "tls": self.tls, "port": self.port, "engine": self.engine,
-                 "auth": self.auth, "node_config": self.node_config, "procs": procs}  # fmt: skip
+                 "auth": self.auth, "node_config": self.node_config, "procs": procs,
+                 "host": self.host,
+                 "links": self.emulation.record() if self.emulation else None}  # fmt: skip
         (self.workdir / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     @classmethod
@@ -217,7 +236,9 @@ class LocalDeployment:
         node_config = {int(k): v for k, v in state["node_config"].items()}
         self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config,
                    engine=state.get("engine", "stock"), auth=state.get("auth", False))  # fmt: skip
-        self.port = state["port"]
+        self.port, self.host = state["port"], state.get("host", "127.0.0.1")
+        if state.get("links"):
+            self.emulation = Emulation.from_record(state["links"])
         self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
         if self.tls:
             self.certs = TlsFiles.in_dir(self.workdir / "certs")
