@@ -2,11 +2,14 @@
 SuperNodes in network namespaces behind rate-shaped links (``deploy --link``) and
 simulated with the same link profile and this host's calibrated device profile.
 
-Reports, per round, the bytes (payloads must be equal; Flower's message framing varies
-by a byte or two with random node ids) and the round seconds: the deployment's measured
-``wall_s`` against the simulator's ``sim_round_s``. Needs root for the namespaces.
+The transport's own costs are measured first, on another link (``--calibrate-on``):
+the bytes SuperNode 0's interface carried per ledger byte (TCP/IP, TLS and HTTP framing,
+polls, heartbeats: ``transport-overhead``) and the seconds a warm round takes beyond
+the simulated one (the engine's polls: ``round-overhead-s``). The simulator, priced with
+them, is then checked on ``--link``: payload bytes (must be equal) and round seconds
+(the deployment's measured ``wall_s`` against ``sim_round_s``). Needs root.
 
-    sudo python benchmarks/emulated_links.py [--link 3g] [--lora-r 64] [--rounds 4]
+    sudo python benchmarks/emulated_links.py [--link 3g] [--calibrate-on wifi] [--lora-r 64]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -32,9 +36,47 @@ def _rounds(out: Path) -> list[dict]:
         return [r for r in csv.DictReader(fh) if r["round"] != "0"]
 
 
+def _counters(local: LocalDeployment) -> tuple[int, int]:
+    """(bytes sent, bytes received) by SuperNode 0's end of its link."""
+    em = local.emulation
+    out = subprocess.run(["ip", "-n", em.namespace(0), "-s", "-j", "link", "show",
+                          f"fs{em.tag}n0"], capture_output=True, text=True, check=True)  # fmt: skip
+    stats = json.loads(out.stdout)[0]["stats64"]
+    return stats["tx"]["bytes"], stats["rx"]["bytes"]
+
+
+def deployed(tmp: Path, job: dict, link: str) -> tuple[list[dict], float]:
+    """(rounds, link bytes per ledger byte - 1 on SuperNode 0) of the job over ``link``."""
+    out = tmp / f"deployed-{link}"
+    with LocalDeployment(tmp / f"fed-{link}", 2, links={0: LINKS[link], 1: LINKS[link]}) as local:
+        before = _counters(local)
+        local.submit(RunConfig.from_mapping(job | {"out": str(out)}), timeout=1800)
+        after = _counters(local)
+    with (out / "clients.csv").open() as fh:
+        mine = [r for r in csv.DictReader(fh) if r["client"] == "0"]
+    ledger = sum(int(r["uplink_bytes"]) + int(r["downlink_bytes"]) for r in mine)
+    carried = (after[0] - before[0]) + (after[1] - before[1])
+    return _rounds(out), carried / ledger - 1
+
+
+def simulated(tmp: Path, job: dict, link: str, **overheads: float) -> list[dict]:
+    out = tmp / f"simulated-{link}"
+    priced = {"devices": "host", "links": link, "profiles": str(tmp / "host.toml"),
+              **{k.replace("_", "-"): v for k, v in overheads.items()}}  # fmt: skip
+    run = RunConfig.from_mapping(job | {"out": str(out)} | priced)
+    simulate(run, SimulationConfig(num_supernodes=2), report=lambda *a: None)
+    return _rounds(out)
+
+
+def _warm(rows: list[dict], key: str) -> float:
+    return sum(float(r[key]) for r in rows[1:]) / len(rows[1:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--link", default="3g", choices=sorted(LINKS))
+    ap.add_argument("--calibrate-on", default="wifi", choices=sorted(LINKS),
+                    help="the link on which the transport's overheads are measured")  # fmt: skip
     ap.add_argument("--lora-r", type=int, default=64, help="a larger adapter: link-bound rounds")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -46,44 +88,43 @@ def main() -> None:
         # one thread per SuperNode, as the deployment gives each of 2 on 2 cores
         flops, _, _ = calibrate.measure(RunConfig.from_mapping(job), steps=10, threads=1)
         calibrate.write_profile(tmp / "host.toml", calibrate.host_device(flops), model="tiny")
-        deployed = RunConfig.from_mapping(job | {"out": str(tmp / "deployed")})
-        link = LINKS[args.link]
-        with LocalDeployment(tmp / "fed", 2, links={0: link, 1: link}) as local:
-            local.submit(deployed, timeout=1800)
-        priced = {"devices": "host", "links": args.link, "profiles": str(tmp / "host.toml")}
-        sim = RunConfig.from_mapping(job | {"out": str(tmp / "simulated")} | priced)
-        simulate(sim, SimulationConfig(num_supernodes=2), report=lambda *a: None)
-        real, model = _rounds(tmp / "deployed"), _rounds(tmp / "simulated")
+        # 1. the transport's overheads, measured on one link ...
+        cal, framing = deployed(tmp, job, args.calibrate_on)
+        cal_sim = simulated(tmp, job, args.calibrate_on, transport_overhead=framing)
+        polls = max(_warm(cal, "wall_s") - _warm(cal_sim, "sim_round_s"), 0.0)
+        # 2. ... and the simulator, priced with them, against a deployment on another
+        real, _ = deployed(tmp, job, args.link)
+        plain = simulated(tmp, job, args.link)
+        model = simulated(tmp, job, args.link, transport_overhead=framing, round_overhead_s=polls)
     rows = []
-    for r, s in zip(real, model, strict=True):
+    for r, s0, s in zip(real, plain, model, strict=True):
         rows.append({
             "round": int(r["round"]),
             "uplink_payload": (int(r["uplink_payload_bytes"]), int(s["uplink_payload_bytes"])),
             "downlink_payload":
                 (int(r["downlink_payload_bytes"]), int(s["downlink_payload_bytes"])),
-            "uplink_wire": (int(r["uplink_bytes"]), int(s["uplink_bytes"])),
-            "measured_s": float(r["wall_s"]), "simulated_s": float(s["sim_round_s"]),
+            "measured_s": float(r["wall_s"]), "simulated_plain_s": float(s0["sim_round_s"]),
+            "simulated_s": float(s["sim_round_s"]),
         })  # fmt: skip
-    warm = rows[1:]
-    measured = sum(x["measured_s"] for x in warm) / len(warm)
-    simulated = sum(x["simulated_s"] for x in warm) / len(warm)
-    for x in rows:
-        print(f"round {x['round']}: payload up {x['uplink_payload'][0]} / {x['uplink_payload'][1]}"
-              f" B, down {x['downlink_payload'][0]} / {x['downlink_payload'][1]} B (deployed / "
-              f"simulated); round {x['measured_s']:.2f} s measured, {x['simulated_s']:.2f} s "
-              "simulated")  # fmt: skip
+    measured, simulated_s = _warm(real, "wall_s"), _warm(model, "sim_round_s")
+    plain_s = _warm(plain, "sim_round_s")
     equal = all(x["uplink_payload"][0] == x["uplink_payload"][1]
                 and x["downlink_payload"][0] == x["downlink_payload"][1] for x in rows)  # fmt: skip
     print(
-        f"{args.link}, lora-r {args.lora_r}: payload bytes {'equal' if equal else 'DIFFER'}; "
-        f"warm rounds {measured:.2f} s measured vs {simulated:.2f} s simulated "
-        f"({simulated / measured - 1:+.0%}); host {flops / 1e9:.1f} GFLOP/s"
+        f"calibrated on {args.calibrate_on}: transport-overhead {framing:.3f}, "
+        f"round-overhead-s {polls:.2f}; host {flops / 1e9:.1f} GFLOP/s"
     )
+    print(f"{args.link}, lora-r {args.lora_r}: payload bytes {'equal' if equal else 'DIFFER'}; "
+          f"warm rounds {measured:.2f} s measured, {simulated_s:.2f} s simulated "
+          f"({simulated_s / measured - 1:+.0%}), {plain_s:.2f} s without the overheads "
+          f"({plain_s / measured - 1:+.0%})")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"link": args.link, "lora_r": args.lora_r, "rows": rows,
-                                        "measured_s": measured, "simulated_s": simulated,
-                                        "host_flops": flops}, indent=1))  # fmt: skip
+        result = {"link": args.link, "calibrated_on": args.calibrate_on, "lora_r": args.lora_r,
+                  "transport_overhead": framing, "round_overhead_s": polls, "rows": rows,
+                  "measured_s": measured, "simulated_s": simulated_s, "plain_s": plain_s,
+                  "host_flops": flops}  # fmt: skip
+        args.out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -118,3 +118,21 @@ def test_availability_and_memory_decide_who_trains_seeded():
     assert 0.4 < np.mean(draws) < 0.6
     _, rows = _round(_clock(memory_mb=10_000.0))
     assert all(r.status.startswith("does not fit") and r.peak_mem_mb == 10_000 for r in rows)
+
+
+def test_a_deployment_transport_overhead_prices_more_bytes_and_seconds():
+    from fedslim.resources.cost import transfer_s
+
+    plain, framed = _clock(), _clock(transport_overhead=0.25, round_overhead_s=0.5)
+    _, rows = _round(plain)
+    _, framed_rows = _round(framed)
+    link = profiles.LINKS["wifi"]
+    for r, f in zip(rows, framed_rows, strict=True):
+        assert f.sim_up_s == pytest.approx(
+            transfer_s(round(r.uplink_bytes * 1.25), link.up_mbps, link.rtt_s)
+        )
+        assert f.sim_down_s > r.sim_down_s and f.energy_j > r.energy_j
+    grow = framed.totals(framed_rows)["sim_round_s"] - plain.totals(rows)["sim_round_s"]
+    assert 0.5 < grow < 0.6  # the round overhead plus the framed bytes' extra time
+    with pytest.raises(ConfigError, match="transport-overhead"):
+        RunConfig.of(transport_overhead=-0.1)

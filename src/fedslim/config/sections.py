@@ -206,8 +206,18 @@ class SimulatorConfig:
     over_select: float = _key(
         "sample this fraction more clients and aggregate the first to finish (0 = off)", 0.0
     )
+    transport_overhead: float = _key(
+        "link bytes beyond the messages' own, per message byte (framing, polls; measured by "
+        "benchmarks/emulated_links.py for Flower's Deployment Engine)",
+        0.0,
+    )
+    round_overhead_s: float = _key(
+        "seconds a deployed round adds beyond its slowest client (the engine's polls)", 0.0
+    )
 
     def __post_init__(self) -> None:
+        _check(0 <= self.transport_overhead <= 10, "transport-overhead", "a float in [0, 10]")
+        _check(0 <= self.round_overhead_s <= 3600, "round-overhead-s", "a float in [0, 3600]")
         for key, spec in (("devices", self.devices), ("links", self.links)):
             _check(bool(_MIX.match(spec)), key, 'a profile name or "mix:NAME=WEIGHT,..."', spec)
         for key, path in (("population", self.population), ("profiles", self.profiles)):

@@ -33,9 +33,12 @@ class SimClock:
         over_select: float,
         memory_mb: float,
         seed: int,
+        transport_overhead: float = 0.0,
+        round_overhead_s: float = 0.0,
     ) -> None:
         self.members, self.prices, self.seed = members, prices, seed
         self.deadline_s, self.over_select, self.memory_mb = deadline_s, over_select, memory_mb
+        self.framing, self.round_overhead_s = 1.0 + transport_overhead, round_overhead_s
 
     def available(self, server_round: int, partition: int) -> bool:
         return is_available(self.members[partition], self.seed, server_round, partition)
@@ -57,8 +60,8 @@ class SimClock:
             member.device,
             member.link,
             self.prices,
-            bytes_down=row.downlink_bytes,
-            bytes_up=row.uplink_bytes,
+            bytes_down=round(row.downlink_bytes * self.framing),  # what the link carries
+            bytes_up=round(row.uplink_bytes * self.framing),
             flops=row.flops,
         )
         row.device, row.link = member.device.name, member.link.name
@@ -83,6 +86,8 @@ class SimClock:
         seconds = max((r.sim_s for r in rows if r.ok), default=0.0)
         if any(r.status.startswith("deadline") for r in rows):
             seconds = self.deadline_s
+        if seconds:
+            seconds += self.round_overhead_s
         return {"sim_round_s": seconds, "server_usd": cost.server_usd(self.prices, seconds)}
 
 
@@ -133,6 +138,8 @@ def make_clock(cfg: RunConfig, model, partitions: dict[int, int]) -> SimClock:
         over_select=cfg.sim.over_select,
         memory_mb=memory_mb(cfg, model),
         seed=cfg.seed,
+        transport_overhead=cfg.sim.transport_overhead,
+        round_overhead_s=cfg.sim.round_overhead_s,
     )
 
 
