@@ -20,6 +20,7 @@ OTHER_NAMESPACES = {
     "server/results.py": {"config"},
     "simulations/sweep.py": {"config"},
     "split/service.py": {"base"},  # the tail service's Info answer
+    "deploy/links.py": {"up"},  # `ip link set DEV up`
 }
 
 
