@@ -37,7 +37,8 @@ def train(
     """Split fine-tuning (SplitFed): activations up, their gradients down, every byte counted.
     --set lr=, batch-size=, max-length=, seed= tune it as they tune federated runs."""
     from ..compression import build
-    from ..split.train import check_layer, train_split
+    from ..split.partition import split
+    from ..split.train import train_split
     from ..task.models import build_tokenizer
     from ..task.train import evaluate
 
@@ -46,7 +47,7 @@ def train(
             raise ConfigError("--steps must be >= 1")
         build(up), build(down)
         cfg, model, task = load(model_name, None, set_)
-        check_layer(model, layer)
+        split(model, layer)  # a split point outside the model fails here, not mid-run
         if out is not None and out.exists():
             raise ConfigError(f"--out {out} exists; choose a new directory")
     except (ConfigError, ValueError) as exc:

@@ -208,10 +208,7 @@ class LocalDeployment:
         stop_all([link])
         self.procs.remove(link)
         nodes = sum(c.alive() for c in self.procs if c.name.startswith("supernode"))
-        self._spawn("superlink", self._superlink)
-        if self.auth:
-            for public in sorted((self.workdir / "keys").glob("node-*.pub")):
-                self.register(public)
+        self._spawn("superlink", self._superlink)  # its database still holds the node keys
         self.wait_for_nodes(nodes)
 
     # ---- a federation that outlives its command ------------------------------------------

@@ -67,6 +67,10 @@ class SplitCost:
         return self.device_s + self.up_s + self.server_s + self.down_s
 
 
+def _activation_mb(profile: Profile, tokens: int) -> float:
+    return 4 * tokens * profile.hidden * 4 / MB  # a few live copies at fp32
+
+
 def costs(
     profile: Profile,
     device: Device,
@@ -92,7 +96,7 @@ def costs(
     radio = radio_j(up_bytes, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j) + radio_j(
         profile.result_bytes, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j
     )
-    activation_mb = 4 * tokens * profile.hidden * 4 / MB  # a few live copies at fp32
+    activation_mb = _activation_mb(profile, tokens)
     out = []
     for k in range(len(profile.block_flops) + 1):
         device_s = head_work[k] / device.flops
@@ -128,7 +132,7 @@ def extremes(
     total = profile.work(tokens)[2]
     device_s = total / device.flops
     memory = runtime_mb + (profile.embed_bytes + sum(profile.block_bytes)) / MB
-    memory += 4 * tokens * profile.hidden * 4 / MB
+    memory += _activation_mb(profile, tokens)
     local = SplitCost(n + 1, device_s, 0.0, 0.0, 0.0, device.active_w * device_s, memory,
                       memory <= device.memory_mb)  # fmt: skip
     up_bytes = 4 * tokens + 64

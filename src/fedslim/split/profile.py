@@ -28,6 +28,11 @@ def _bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def _probe(model, tokens: int) -> torch.Tensor:
+    """One sequence of ordinary token ids (past the special ones) to run the model on."""
+    return torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
+
+
 def median_seconds(fn, reps: int) -> float:
     """Median wall seconds of ``reps`` calls after a warm-up call."""
     fn()  # warm
@@ -42,7 +47,7 @@ def median_seconds(fn, reps: int) -> float:
 def timed(model, profile: Profile, *, tokens: int, reps: int = 20) -> Profile:
     """``profile`` with this host's seconds for every head, every tail and the whole model
     (medians of ``reps`` batch-1 forwards), which the planner then prefers to FLOPs."""
-    ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
+    ids = _probe(model, tokens)
     mask = torch.ones_like(ids)
     n = num_blocks(model)
     head_s, tail_s = [], []
@@ -61,7 +66,7 @@ def timed(model, profile: Profile, *, tokens: int, reps: int = 20) -> Profile:
 @torch.inference_mode()
 def measure(model, *, tokens: int = 64) -> Profile:
     model.eval()
-    ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
+    ids = _probe(model, tokens)
     mask = torch.ones_like(ids)
     n = num_blocks(model)
     head_flops = [_flops(lambda k=k: split(model, k)[0](ids, mask)) for k in range(n + 1)]
@@ -93,7 +98,7 @@ def bytes_per_value(model, spec: str, *, tokens: int = 64) -> float:
 def codec_cost(model, spec: str, *, tokens: int = 64, reps: int = 20) -> tuple[float, float, float]:
     """(bytes per value, encode seconds, decode seconds) of the codec on this model's
     activations at the middle block; with ``reps`` = 0 the seconds are not measured."""
-    ids = torch.randint(4, min(model.config.vocab_size, 1000), (1, tokens))
+    ids = _probe(model, tokens)
     act = split(model, num_blocks(model) // 2)[0](ids, torch.ones_like(ids))
     values = act.hidden.reshape(-1).numpy()
     pipeline = build(spec)

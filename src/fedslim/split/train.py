@@ -20,7 +20,7 @@ import torch
 
 from ..task.train import encode_batch
 from .activations import pack, unpack
-from .partition import Activations, num_blocks, parts, split
+from .partition import Activations, parts, split
 
 LABEL_BYTES = 4
 _LIMIT = 1 << 31  # both ends are ours here; the service bounds what it takes
@@ -117,9 +117,3 @@ def train_split(model, task, tok, *, k: int, steps: int, batch_size: int, lr: fl
             on_step(step + 1, log)
     model.eval()
     return log
-
-
-def check_layer(model, k: int) -> None:
-    n = num_blocks(model)
-    if not 0 <= k <= n:
-        raise ValueError(f"--layer {k}: expected 0..{n} (the model has {n} blocks)")
