@@ -110,6 +110,8 @@ def test_the_server_side_stopped_after_round_r_resumes_to_the_same_adapter(tmp_p
         thread.join(120)
         assert "error" in box  # that job died with its server
         local.submit(RunConfig.of(out=str(cut), resume=True, **common), timeout=600)
+    took_part = {(r["round"], r["client"]) for r in _rows(cut) if r["status"] == "ok"}
+    assert took_part == {(str(r), str(c)) for r in range(1, 5) for c in (0, 1)}, _rows(cut)
     whole = load_file(
         str(tmp_path / "whole" / "checkpoint" / "round-000004" / "adapter.safetensors")
     )

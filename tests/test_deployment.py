@@ -234,6 +234,57 @@ def test_the_flower_internals_fedslim_relies_on_are_there():
     check_flower()
 
 
+def _pull_a_message_of_a_stopped_run(monkeypatch) -> tuple[list, list]:
+    """The SuperNode's own ``_pull_and_store_message`` on a real in-memory NodeState, the
+    run stopping while the message's objects are pulled: (messages, tasks) left behind."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.supercore.inflatable.inflatable_object import get_object_tree
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supercore.run import Run, RunNotRunningException
+    from flwr.supercore.task_identity import TaskIdentity
+    from flwr.supernode import start_client_internal as sci
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    for name, value in (("_run_id", 7), ("_node_id", 1), ("_task_id", 3)):
+        monkeypatch.setattr(TaskIdentity, name, value)  # who sends the message
+    stores = ObjectStoreFactory()
+    state = NodeStateFactory(stores).state()
+    state.set_node_id(5)
+    state.store_run(Run.create_empty(7))
+    msg = Message(RecordDict({"c": ConfigRecord({"x": 1})}), dst_node_id=5, message_type="train")
+    msg.metadata.__dict__["_message_id"] = msg.object_id
+
+    def pull_object(run_id, object_id):
+        raise RunNotRunningException  # what Flower's retry invoker raises then
+
+    sci._pull_and_store_message(
+        state, stores.store(), {}, lambda: (msg, get_object_tree(msg)), get_run=None,
+        get_fab=None, pull_object=pull_object, confirm_message_received=None,
+        trusted_entities=None,
+    )  # fmt: skip
+    return state.get_messages_legacy(run_ids=None, is_reply=False), state.get_tasks()
+
+
+def test_a_run_stopped_mid_pull_leaves_no_task_for_the_executor(monkeypatch):
+    """Stock Flower 1.42 leaves the half-received message and a pending task behind (its
+    RunNotRunningException is a BaseException); fedslim's one long-running executor then
+    waits minutes on that task while every later message queues behind it. With
+    ``fail_stopped_pulls`` Flower's own cleanup runs: no message, the task failed."""
+    from flwr.supernode import start_client_internal as sci
+
+    from fedslim.deploy.flower_internals import fail_stopped_pulls
+
+    monkeypatch.setattr(sci, "pull_objects", sci.pull_objects)  # restored afterwards
+    messages, tasks = _pull_a_message_of_a_stopped_run(monkeypatch)
+    assert len(messages) == 1 and [t.status.status for t in tasks] == ["pending"]  # the orphan
+    fail_stopped_pulls()
+    fail_stopped_pulls()  # idempotent
+    messages, tasks = _pull_a_message_of_a_stopped_run(monkeypatch)
+    assert messages == []
+    assert [(t.status.status, t.status.sub_status) for t in tasks] == [("finished", "failed")]
+    assert "the run stopped" in tasks[0].status.details
+
+
 def test_node_auth_admits_registered_keys_and_refuses_a_stranger(tmp_path):
     """--auth: each SuperNode's key is registered through the SuperLink's Control API; a
     SuperNode whose key is not registered is refused, and the federation runs a job."""

@@ -11,7 +11,9 @@ Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s f
    PullTaskInput / PullMessages / PushMessages / PushTaskOutput) but runs each task in
    process, so imports, the loaded ClientApp and its ``lru_cache``'d model survive.
    It plugs in through the supported ``flower-supernode --isolation process`` (the
-   SuperNode then starts no executor and waits for an external one).
+   SuperNode then starts no executor and waits for an external one). Where Flower ends
+   a task by ending its process (SIGINT on a refused token or heartbeat), the executor
+   ends the task and goes on.
 2. Object-pull backoff. The SuperNode creates the task before it has pulled the
    message's objects from the SuperLink, so a warm executor asks for them too early and
    Flower's pull retries back off 1 s, 2 s, ... (``PULL_INITIAL_BACKOFF``). A fresh
@@ -22,8 +24,18 @@ Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s f
    flag. ``patch_supernode_sleeps`` swaps that module's ``time`` for a shim whose
    ``sleep`` shortens exactly those two waits, in the SuperNode process only.
 
+4. A task orphaned by a stopped run. When a run stops while the SuperNode pulls a
+   message's objects (its SuperLink restarted, say), Flower raises
+   ``RunNotRunningException``, a ``BaseException``, past the ``except Exception`` in
+   ``_pull_and_store_message`` that would delete the half-received message and fail its
+   task. The task stays; the executor that takes it waits for objects that never come
+   (~4 min with the short backoff), and one long-running executor blocks every message
+   behind it: after a SuperLink restart no node answered the resumed job.
+   ``fail_stopped_pulls`` makes the SuperNode's pull helper raise an ordinary error
+   instead, so Flower's own cleanup runs.
+
 ``python -m fedslim.deploy.flower_internals supernode [--idle-poll S] <flower-supernode
-args>`` does all three: patches, starts the executor as its child and runs the SuperNode
+args>`` does all four: patches, starts the executor as its child and runs the SuperNode
 with ``--isolation process``. Without this entry point Flower behaves as stock.
 ``check_flower()`` fails loudly when the installed Flower is not one tested here.
 """
@@ -32,7 +44,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +57,7 @@ from pathlib import Path
 TESTED_FLWR = ("1.42.0",)
 MODULE = "fedslim.deploy.flower_internals"
 CLIENT_APP_TASK = "flwr-clientapp"  # flwr.supercore.constant.TaskType.CLIENT_APP
+LOG = logging.getLogger("fedslim.executor")
 TRACE = os.environ.get("FEDSLIM_EXECUTOR_TRACE") == "1"  # per-task seconds on stderr
 STOCK_SLEEPS = (3, 0.5)  # start_client_internal: idle poll, wait for the ClientApp reply
 
@@ -53,6 +68,8 @@ PRIVATE = (
     ("flwr.supernode.runtime.run_clientapp", "push_task_output"),
     ("flwr.supernode.runtime.run_clientapp", "pull_and_inflate_object_from_tree"),
     ("flwr.supernode.start_client_internal", "pull_objects"),
+    ("flwr.supernode.start_client_internal", "_pull_and_store_message"),
+    ("flwr.supercore.run", "RunNotRunningException"),
     ("flwr.supercore.runtime", "RuntimeHttpClient"),
     ("flwr.supercore.runtime.tracing", "RuntimeTracingInterceptor"),
     ("flwr.supercore.interceptors", "RuntimeTokenHttpInterceptor"),
@@ -96,6 +113,10 @@ def check_flower() -> None:
     for fn in (rc.pull_and_inflate_object_from_tree, sci.pull_objects):
         if not {"initial_backoff", "backoff_cap"} <= set(inspect.signature(fn).parameters):
             raise RuntimeError(f"flwr {found}: {fn.__qualname__} has no backoff arguments")
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+
+    if not callable(getattr(make_simple_http_retry_invoker(), "should_giveup", None)):
+        raise RuntimeError(f"flwr {found}: the HTTP retry invoker has no should_giveup")
     src = inspect.getsource(sci)
     for secs in STOCK_SLEEPS:
         if f"time.sleep({secs})" not in src:
@@ -140,6 +161,34 @@ def shorten_pull_backoff(initial: float = 0.02, cap: float = 0.5) -> None:
         setattr(module, name, partial(fn, initial_backoff=initial, backoff_cap=cap))
 
 
+# ---- 4. a task orphaned by a run that stopped mid-pull -------------------------------
+class RunStoppedDuringPull(RuntimeError):
+    """An ``Exception``: ``_pull_and_store_message`` deletes the message and fails the task."""
+
+
+def fail_stopped_pulls() -> None:
+    """Make the SuperNode's object pull raise ``RunStoppedDuringPull`` where Flower raises
+    ``RunNotRunningException`` (a BaseException its cleanup does not catch)."""
+    from functools import wraps
+
+    from flwr.supercore.run import RunNotRunningException
+    from flwr.supernode import start_client_internal as sci
+
+    pull = sci.pull_objects
+    if getattr(pull, "fails_stopped_runs", False):  # idempotent
+        return
+
+    @wraps(pull)
+    def pull_objects(*args, **kwargs):
+        try:
+            return pull(*args, **kwargs)
+        except RunNotRunningException as exc:
+            raise RunStoppedDuringPull("the run stopped while its message was pulled") from exc
+
+    pull_objects.fails_stopped_runs = True
+    sci.pull_objects = pull_objects
+
+
 # ---- 1. the long-running ClientApp executor -----------------------------------------
 def _client(address: str, insecure: bool, certs: bytes | None, token: str | None):
     from flwr.supercore.interceptors import (
@@ -152,15 +201,46 @@ def _client(address: str, insecure: bool, certs: bytes | None, token: str | None
 
     name = "flwr-clientapp" if token else "SuperExec"
     interceptors = [RuntimeTracingInterceptor(), RuntimeVersionHttpInterceptor(name)]
+    invoker = make_simple_http_retry_invoker()
     if token:
         interceptors.append(RuntimeTokenHttpInterceptor(token))
+        invoker.should_giveup = _give_up_on_revoked_token(invoker.should_giveup)
     return RuntimeHttpClient.from_server_address(
         server_address=address,
         insecure=insecure,
         root_certificates=certs,
         interceptors=interceptors,
-        retry_invoker=make_simple_http_retry_invoker(),
+        retry_invoker=invoker,
     )
+
+
+class TaskStopped(Exception):
+    """Flower stopped this ClientApp task: its heartbeat was refused (the run ended)."""
+
+
+def _stop_task(signum, frame) -> None:
+    # Flower's task heartbeat SIGINTs the process when the SuperNode drops the task: it
+    # ends a process per task; here it ends the task and the executor goes on.
+    raise TaskStopped("Flower stopped the ClientApp task (its run ended)")
+
+
+def _revoked(exc: BaseException) -> bool:
+    """The task is over on the SuperNode's side: its token refused, or Flower stopped it."""
+    import httpx
+
+    if isinstance(exc, TaskStopped):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401
+
+
+def _give_up_on_revoked_token(flower_giveup):
+    """On a 401 Flower's invoker SIGINTs its own process, right for a process per task;
+    here it would end the executor and every later task with it. Raise instead."""
+
+    def should_giveup(exc: Exception) -> bool:
+        return True if _revoked(exc) else flower_giveup(exc)
+
+    return should_giveup
 
 
 class _Apps:
@@ -194,7 +274,7 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
     heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
     heartbeat.start()
     message = reply = context = None
-    status, details = SubStatus.FAILED, "ClientApp task failed"
+    status, details, revoked = SubStatus.FAILED, "ClientApp task failed", False
     try:
         message, context, run, fab = rc.pull_task_input(client)
         t1 = time.monotonic()
@@ -202,20 +282,26 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
         t2 = time.monotonic()
         status, details = SubStatus.COMPLETED, ""
     except Exception as ex:  # noqa: BLE001 - reported to the SuperLink, as Flower does
-        import logging
-
-        logging.getLogger("fedslim").exception("ClientApp raised")
+        revoked = _revoked(ex)  # its run stopped: nobody waits for a reply or an output
+        if revoked:
+            LOG.warning("ClientApp task abandoned, its run ended: %s", ex)
+        else:
+            LOG.exception("ClientApp raised")
         details = f"{type(ex)}:<'{ex}'>"
         if message is not None:
             code = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
             reply = Message(Error(code=code, reason=details), reply_to=message)
     finally:
         try:
-            if reply is not None and context is not None:
+            if reply is not None and context is not None and not revoked:
                 rc.push_message(client, reply, context)
+            if not revoked:
+                rc.push_task_output(client, context, status, details)
+        except Exception as ex:  # noqa: BLE001 - the task is over either way
+            LOG.warning("ClientApp task output not delivered: %s", ex)
         finally:
-            rc.push_task_output(client, context, status, details)
-            heartbeat.stop()
+            if heartbeat.is_running():  # its thread ends on a refused token
+                heartbeat.stop()
             client.close()
             if TRACE and reply is not None and status == SubStatus.COMPLETED:
                 t3 = time.monotonic()
@@ -249,7 +335,13 @@ def run_executor(
             time.sleep(0.5)
             continue
         if res.HasField("task") and res.token:
-            run_task(address, insecure, certs, res.token, apps)
+            previous = signal.signal(signal.SIGINT, _stop_task)
+            try:
+                run_task(address, insecure, certs, res.token, apps)
+            except Exception:  # one task's failure must not end the node's executor
+                LOG.exception("ClientApp task failed")
+            finally:
+                signal.signal(signal.SIGINT, previous)
             continue  # look for the next task at once
         time.sleep(poll)
 
@@ -280,6 +372,7 @@ def supernode_main(argv: list[str]) -> None:
     check_flower()
     patch_supernode_sleeps(mine.idle_poll, mine.reply_poll)
     shorten_pull_backoff()
+    fail_stopped_pulls()
     tls = ["--root-certificates", mine.ssl_ca_certfile] if mine.ssl_ca_certfile else ["--insecure"]
     subprocess.Popen(  # noqa: S603 - stops with us: it watches our pid
         [sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
