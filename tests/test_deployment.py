@@ -228,7 +228,7 @@ def test_a_federation_stays_up_for_two_jobs_and_down_stops_exactly_it(tmp_path):
 
 def test_the_flower_internals_fedslim_relies_on_are_there():
     """Fails loudly when a Flower upgrade moves what deploy's fast engine patches: then
-    re-check flower_internals.py, or use --engine supported."""
+    re-check deploy/flower_internals/, or use --engine supported."""
     from fedslim.deploy.flower_internals import check_flower
 
     check_flower()

@@ -1,0 +1,66 @@
+"""Everything fedslim takes from Flower's private internals, in one place, pinned.
+
+Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s for
+<1 s of training. Flower 1.42 has no supported way to avoid the costs removed here:
+
+1. Per-message process. The SuperNode's executor (``flower-superexec``) starts a fresh
+   ``flwr-clientapp`` per message (``supernode/runtime/run_clientapp.py``): it re-imports
+   torch and rebuilds the model, ~4 s each. ``run_executor`` is one long-running process
+   that acquires ClientApp tasks from the SuperNode's Runtime API exactly as
+   ``flower-superexec`` + ``flwr-clientapp`` do (AcquireTask, then the task's token for
+   PullTaskInput / PullMessages / PushMessages / PushTaskOutput) but runs each task in
+   process, so imports, the loaded ClientApp and its ``lru_cache``'d model survive.
+   It plugs in through the supported ``flower-supernode --isolation process`` (the
+   SuperNode then starts no executor and waits for an external one). Where Flower ends
+   a task by ending its process (SIGINT on a refused token or heartbeat), the executor
+   ends the task and goes on.
+2. Object-pull backoff. The SuperNode creates the task before it has pulled the
+   message's objects from the SuperLink, so a warm executor asks for them too early and
+   Flower's pull retries back off 1 s, 2 s, ... (``PULL_INITIAL_BACKOFF``). A fresh
+   process never noticed. ``shorten_pull_backoff`` rebinds the pull helper that
+   ``run_clientapp`` and ``start_client_internal`` call to one starting at 20 ms.
+3. Fixed SuperNode sleeps. ``start_client_internal`` sleeps 3 s when the SuperLink has
+   no message and polls its own state every 0.5 s for the ClientApp's reply; there is no
+   flag. ``patch_supernode_sleeps`` swaps that module's ``time`` for a shim whose
+   ``sleep`` shortens exactly those two waits, in the SuperNode process only.
+
+4. A task orphaned by a stopped run. When a run stops while the SuperNode pulls a
+   message's objects (its SuperLink restarted, say), Flower raises
+   ``RunNotRunningException``, a ``BaseException``, past the ``except Exception`` in
+   ``_pull_and_store_message`` that would delete the half-received message and fail its
+   task. The task stays; the executor that takes it waits for objects that never come
+   (~4 min with the short backoff), and one long-running executor blocks every message
+   behind it: after a SuperLink restart no node answered the resumed job.
+   ``fail_stopped_pulls`` makes the SuperNode's pull helper raise an ordinary error
+   instead, so Flower's own cleanup runs.
+
+``python -m fedslim.deploy.flower_internals supernode [--idle-poll S] <flower-supernode
+args>`` does all four: patches, starts the executor as its child and runs the SuperNode
+with ``--isolation process``. Without this entry point Flower behaves as stock.
+``check_flower()`` fails loudly when the installed Flower is not one tested here.
+
+Layout: ``check.py`` (tested versions, the private symbols, the drift check),
+``patches.py`` (items 2-4), ``executor.py`` (item 1), ``__main__.py`` (entry points).
+"""
+
+from .check import MODULE, PRIVATE, TESTED_FLWR, check_flower
+from .executor import TaskStopped, run_executor
+from .patches import (
+    RunStoppedDuringPull,
+    fail_stopped_pulls,
+    patch_supernode_sleeps,
+    shorten_pull_backoff,
+)
+
+__all__ = [
+    "MODULE",
+    "PRIVATE",
+    "TESTED_FLWR",
+    "RunStoppedDuringPull",
+    "TaskStopped",
+    "check_flower",
+    "fail_stopped_pulls",
+    "patch_supernode_sleeps",
+    "run_executor",
+    "shorten_pull_backoff",
+]

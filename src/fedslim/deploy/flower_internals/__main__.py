@@ -1,0 +1,68 @@
+"""``python -m fedslim.deploy.flower_internals supernode|executor ARGS``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from .check import MODULE, check_flower
+from .executor import run_executor
+from .patches import fail_stopped_pulls, patch_supernode_sleeps, shorten_pull_backoff
+
+
+# ---- entry points -------------------------------------------------------------------
+def supernode_main(argv: list[str]) -> None:
+    """``flower-supernode`` with the patched sleeps and an in-process executor child."""
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--idle-poll", type=float, default=0.1)
+    own.add_argument("--reply-poll", type=float, default=0.02)
+    own.add_argument("--executor-poll", type=float, default=0.05)
+    own.add_argument("--host", default="127.0.0.1")
+    own.add_argument("--port", default="9094")
+    own.add_argument("--ssl-ca-certfile", default=None)
+    mine, rest = own.parse_known_args(argv)
+    check_flower()
+    patch_supernode_sleeps(mine.idle_poll, mine.reply_poll)
+    shorten_pull_backoff()
+    fail_stopped_pulls()
+    tls = ["--root-certificates", mine.ssl_ca_certfile] if mine.ssl_ca_certfile else ["--insecure"]
+    subprocess.Popen(  # noqa: S603 - stops with us: it watches our pid
+        [sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
+         f"{mine.host}:{mine.port}", "--poll", str(mine.executor_poll),
+         "--parent-pid", str(os.getpid()), *tls]
+    )  # fmt: skip
+    passthrough = ["--host", mine.host, "--port", mine.port]
+    if mine.ssl_ca_certfile:
+        passthrough += ["--ssl-ca-certfile", mine.ssl_ca_certfile]
+    sys.argv = ["flower-supernode", *rest, *passthrough, "--isolation", "process"]
+    from flwr.supernode.cli.flower_supernode import flower_supernode
+
+    flower_supernode()
+
+
+def executor_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="fedslim-executor")
+    p.add_argument("--runtime-api-address", required=True)
+    p.add_argument("--insecure", action="store_true")
+    p.add_argument("--root-certificates", default=None)
+    p.add_argument("--poll", type=float, default=0.05)
+    p.add_argument("--parent-pid", type=int, default=None)
+    a = p.parse_args(argv)
+    if not a.insecure and not a.root_certificates:
+        p.error("give --insecure or --root-certificates")
+    check_flower()
+    run_executor(
+        a.runtime_api_address,
+        insecure=a.insecure,
+        root_certificates=a.root_certificates,
+        poll=a.poll,
+        parent_pid=a.parent_pid,
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("supernode", "executor"):
+        sys.exit("usage: python -m fedslim.deploy.flower_internals supernode|executor ARGS")
+    {"supernode": supernode_main, "executor": executor_main}[sys.argv[1]](sys.argv[2:])
