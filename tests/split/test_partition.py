@@ -4,7 +4,7 @@ import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
-from fedslim.split.partition import num_blocks, split
+from fedslim.split.partition import device_head, num_blocks, parts, split
 from fedslim.task.models import ModelSpec, build_model
 
 
@@ -59,3 +59,30 @@ def test_head_plus_tail_equals_the_unsplit_model_for_every_k(make):
 def test_a_split_point_outside_the_model_is_refused():
     with pytest.raises(ValueError, match="0..2"):
         split(_llama(), 3)
+
+
+@pytest.mark.parametrize(
+    "make", [_llama, _bert, lambda: _llama("sft")], ids=["llama", "bert", "lm"]
+)
+def test_the_device_head_keeps_only_the_weights_it_runs(make):
+    """The device's half alone: the same activations as ``split``'s head, and the tail's
+    weights released (nothing on the device still refers to them)."""
+    import gc
+    import weakref
+
+    server = make().eval()
+    ids, mask = _inputs(server.config.vocab_size)
+    with torch.no_grad():
+        full = server(input_ids=ids, attention_mask=mask).logits
+    n, sizes = num_blocks(server), []
+    for k in range(n + 1):
+        device = make().eval()
+        last_block = weakref.ref(parts(device)[1][-1])
+        head = device_head(device, k)
+        gc.collect()
+        assert (last_block() is None) == (k < n), k  # freed unless the head runs it
+        sizes.append(sum(p.numel() for p in head.parameters()))
+        with torch.no_grad():
+            act = head(ids, mask)
+            assert torch.equal(split(server, k)[1](act), full), k
+    assert sizes == sorted(set(sizes)) and sizes[-1] < sum(p.numel() for p in server.parameters())

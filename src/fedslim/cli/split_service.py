@@ -117,7 +117,7 @@ def infer(
 
     from ..compression import build
     from ..split.fingerprint import fingerprint
-    from ..split.partition import split
+    from ..split.partition import device_head
     from ..split.remote import TailClient
     from ..task.models import build_tokenizer
 
@@ -135,15 +135,16 @@ def infer(
         token = _token(token_file)
         ca = (tls_dir / "ca.crt").read_bytes() if tls_dir is not None else None
         cfg, model, task = load(model_name, adapter, set_)
-        head, _ = split(model, layer)
+        fp = fingerprint(model)  # of the whole model, as the server's, before the tail goes
+        head = device_head(model, layer)  # the device keeps only the weights it runs
+        del model
         tok = build_tokenizer(cfg.adapter.model)
         batches = list(_batches(texts, tok, cfg.task.max_length, batch_size))
     except (ConfigError, ValueError, OSError) as exc:
         _fail(exc, 2)
     with TailClient(server, ca=ca, token=token) as client:
         try:
-            answers = _run(client, head, batches, task, tok, k=layer, codec=codec,
-                           fp=fingerprint(model))  # fmt: skip
+            answers = _run(client, head, batches, task, tok, k=layer, codec=codec, fp=fp)
         except grpc.RpcError as exc:
             _fail(RuntimeError(f"{server} answered {exc.code().name}: {exc.details()}"), 1)
     _summary(answers, len(texts), layer, codec)

@@ -101,6 +101,34 @@ def split(model, k: int) -> tuple[Head, Tail]:
     )
 
 
+_OUTPUT_HEADS = ("lm_head", "score", "classifier", "dropout")
+
+
+def device_head(model, k: int) -> Head:
+    """The device's half alone: ``model`` (changed in place, unusable whole afterwards)
+    drops blocks[k:], the final norm / pooler and the output head, so a weak device keeps
+    only the weights it runs, as the planner prices it. Take the fingerprint before: it
+    covers the whole model, as the server's does.
+
+    The kept weights are copied: weights loaded from safetensors share one file mapping,
+    which one kept tensor would hold whole (and hashing touched every page of it)."""
+    head, _ = split(model, k)
+    top = hf_model(model)
+    _, inner = _inner(top)
+    holder, attr = _blocks(inner)
+    setattr(holder, attr, nn.ModuleList(list(getattr(holder, attr))[:k]))
+    for owner, names in ((inner, ("norm", "pooler")), (top, _OUTPUT_HEADS)):
+        for name in names:
+            if isinstance(getattr(owner, name, None), nn.Module):
+                setattr(owner, name, nn.Identity())
+    for p in top.parameters():
+        p.data = p.data.clone()
+    for module in top.modules():
+        for name, buf in module.named_buffers(recurse=False):
+            setattr(module, name, buf.clone())
+    return head
+
+
 class Head(nn.Module):
     """Embeddings and the first k blocks: what the device runs. Gradients flow through
     both halves (split fine-tuning); inference wraps calls in ``torch.inference_mode``."""
