@@ -94,6 +94,34 @@ def test_a_supernode_that_joins_late_takes_part_in_later_rounds(tmp_path):
     assert len(joined) == 80 - int(joined[0]["round"]) + 1
 
 
+def _executors(supernode_pid: int) -> list:
+    """The fast engine's ClientApp executor(s) under a SuperNode."""
+    import psutil
+
+    kids = psutil.Process(supernode_pid).children(recursive=True)
+    return [p for p in kids if "executor" in " ".join(p.cmdline())]
+
+
+def test_a_killed_clientapp_executor_is_restarted_and_its_node_answers_again(tmp_path):
+    """The OOM killer takes node 1's executor during round 2: the SuperNode starts
+    another, and node 1 trains again in the rounds after."""
+    out = tmp_path / "run"
+    with LocalDeployment(tmp_path / "fed", 2, tls=False) as local:
+        node = next(c for c in local.procs if c.name == "supernode-1")
+        _when(lambda: _executors(node.pid), 60, "node 1's executor")
+        [victim] = _executors(node.pid)
+        run = RunConfig.of(num_server_rounds=30, out=str(out), **(JOB | {"local_steps": 5}))
+        thread, box = _background(local, run)
+        _when(lambda: any(r["round"] == "1" for r in _rows(out, "rounds.csv")), 300, "round 1")
+        victim.kill()
+        thread.join(600)
+        assert [p.pid for p in _executors(node.pid)] not in ([], [victim.pid])
+    assert "error" not in box, box.get("error")
+    ok = [int(r["round"]) for r in _rows(out) if r["client"] == "1" and r["status"] == "ok"]
+    assert 1 in ok and 30 in ok  # before the kill, and again after it
+    assert {r["round"] for r in _rows(out, "rounds.csv")} == {str(r) for r in range(31)}
+
+
 def test_the_server_side_stopped_after_round_r_resumes_to_the_same_adapter(tmp_path):
     """The SuperLink (and with it the ServerApp) is stopped after round 2 of 4 and started
     again; `--resume` continues from checkpoint 2 and ends with the adapter of an

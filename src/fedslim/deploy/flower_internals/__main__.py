@@ -6,10 +6,32 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
+import time
 
 from .check import MODULE, check_flower
 from .executor import run_executor
 from .patches import fail_stopped_pulls, patch_supernode_sleeps, shorten_pull_backoff
+
+
+def supervise(argv: list[str], *, steady_s: float = 60.0, max_delay: float = 30.0) -> None:
+    """Keep the executor running: one that dies (the OOM killer, a crash in native code)
+    would leave a SuperNode that is online but never answers. Restarts back off from 1 s
+    to ``max_delay`` while it keeps dying young. The executor exits with us (it watches
+    our pid); this thread dies with us."""
+
+    def loop() -> None:
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            code = subprocess.Popen(argv).wait()  # noqa: S603 - our own module
+            young = time.monotonic() - started < steady_s
+            delay = min(delay * 2, max_delay) if young else 1.0
+            print(f"fedslim: the ClientApp executor exited ({code}); restarting it in "
+                  f"{delay:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+            time.sleep(delay)
+
+    threading.Thread(target=loop, daemon=True, name="executor-supervisor").start()
 
 
 # ---- entry points -------------------------------------------------------------------
@@ -28,11 +50,9 @@ def supernode_main(argv: list[str]) -> None:
     shorten_pull_backoff()
     fail_stopped_pulls()
     tls = ["--root-certificates", mine.ssl_ca_certfile] if mine.ssl_ca_certfile else ["--insecure"]
-    subprocess.Popen(  # noqa: S603 - stops with us: it watches our pid
-        [sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
-         f"{mine.host}:{mine.port}", "--poll", str(mine.executor_poll),
-         "--parent-pid", str(os.getpid()), *tls]
-    )  # fmt: skip
+    supervise([sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
+               f"{mine.host}:{mine.port}", "--poll", str(mine.executor_poll),
+               "--parent-pid", str(os.getpid()), *tls])  # fmt: skip
     passthrough = ["--host", mine.host, "--port", mine.port]
     if mine.ssl_ca_certfile:
         passthrough += ["--ssl-ca-certfile", mine.ssl_ca_certfile]
