@@ -216,6 +216,9 @@ def test_a_federation_stays_up_for_two_jobs_and_down_stops_exactly_it(tmp_path):
             with (tmp_path / job / "rounds.csv").open() as fh:
                 rows = list(csv.DictReader(fh))
             assert [r["round"] for r in rows] == ["0", "1"] and float(rows[1]["wall_s"]) > 0
+        nothing = ["deploy", "run", "--dir", str(work), "--out", str(tmp_path / "c"), "--resume"]
+        refused = runner.invoke(cli, nothing)  # refused here, not by the ServerApp later
+        assert refused.exit_code == 2 and "no checkpoint" in refused.output, refused.output
         status = runner.invoke(cli, ["deploy", "status", "--dir", str(work)])
         assert status.exit_code == 0 and status.output.count("running") == 3
     finally:
@@ -306,3 +309,10 @@ def test_node_auth_admits_registered_keys_and_refuses_a_stranger(tmp_path):
         run = RunConfig.of(num_server_rounds=1, num_examples=400, local_steps=2,
                            out=str(tmp_path / "run"))  # fmt: skip
         assert local.submit(run, timeout=300)["rounds"] == 1
+
+
+def test_a_damaged_federation_record_is_a_clear_error(tmp_path):
+    (tmp_path / "federation.json").write_text('{"nodes": 2, "tls"', encoding="utf-8")
+    for command in ("status", "down", "run"):
+        done = CliRunner().invoke(cli, ["deploy", command, "--dir", str(tmp_path)])
+        assert done.exit_code == 1 and "is damaged" in " ".join(done.output.split()), command

@@ -94,3 +94,19 @@ def test_bad_arguments_fail_before_any_model_is_built(tmp_path):
             cli, ["split", "infer", "--server", "127.0.0.1:1", "--layer", "1", *args]
         )
         assert out.exit_code == 2 and says in out.output, out.output
+
+
+def test_serve_on_a_port_in_use_is_a_clear_error():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "fedslim.cli", "split", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot listen on 127.0.0.1" in " ".join((done.stdout + done.stderr).split())
+    assert "Traceback" not in done.stderr

@@ -86,3 +86,26 @@ def test_the_device_head_keeps_only_the_weights_it_runs(make):
             act = head(ids, mask)
             assert torch.equal(split(server, k)[1](act), full), k
     assert sizes == sorted(set(sizes)) and sizes[-1] < sum(p.numel() for p in server.parameters())
+
+
+def test_an_lm_tail_predicts_the_next_token_after_each_sequence():
+    """``predict`` runs the output head on each sequence's last real token only."""
+    model = _llama("sft").eval()
+    ids, mask = _inputs(model.config.vocab_size)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        for k in range(num_blocks(model) + 1):
+            head, tail = split(model, k)
+            act = head(ids, mask)
+            rows = tail.predict(act)
+            assert rows.shape == (3, model.config.vocab_size)
+            assert torch.allclose(rows, full[torch.arange(3), act.last], atol=1e-5), k
+
+
+def test_a_model_whose_output_head_the_tail_cannot_run_is_refused():
+    from transformers import BertConfig, BertLMHeadModel
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, is_decoder=True)  # fmt: skip
+    with pytest.raises(ValueError, match="output head is none of score, classifier, lm_head"):
+        split(BertLMHeadModel(config), 1)

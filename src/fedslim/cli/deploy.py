@@ -5,6 +5,7 @@ user likes."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -84,10 +85,17 @@ def _node_config(items: list[str] | None) -> dict[int, str]:
 
 
 def _job(config, set_, out, overwrite, resume=False):
+    from ..server.checkpoint import latest
+
     run, sim = _configs(config, set_, out, resume, overwrite)
     changed = run.changed("sim")  # the simulator prices rounds; a deployment lives them
     if changed:
         _fail(ValueError(f"config key '{changed[0]}' applies to fedslim simulate only"), 2)
+    if resume:  # before anything starts, not in the ServerApp seconds later
+        try:
+            latest(Path(run.out or ".") / "checkpoint")
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(exc, 2)
     return run, sim
 
 
@@ -155,7 +163,7 @@ def up(
     link: LinkOpt = None,
 ) -> None:
     """Start a SuperLink and --nodes SuperNodes that keep running after this command."""
-    from ..deploy.local import LocalDeployment
+    from ..deploy.local import LocalDeployment, on_termination
 
     extra = _node_config(node_config)
     links = _links(link, extra, nodes)
@@ -171,11 +179,15 @@ def up(
             auth=auth,
             links=links,
         )
+        handlers = on_termination()  # SIGTERM / SIGHUP while starting unwind, like Ctrl-C
         try:
             local.start()
         except BaseException:
             local.stop()  # nothing half-made stays behind: processes, namespaces
             raise
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         local.save()
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         _fail(exc, 1)
@@ -189,11 +201,11 @@ def up(
 
 
 def _running(directory: Path):
-    from ..deploy.local import STATE, LocalDeployment
+    from ..deploy.local import STATE
 
     if not (directory / STATE).exists():
         return None
-    local = LocalDeployment.attach(directory)
+    local = _attach(directory)
     return local if any(c.alive() for c in local.procs) else None
 
 
@@ -248,7 +260,11 @@ def down(directory: DirOpt) -> None:
     local = _attach(directory)
     running = [c.name for c in local.procs if c.alive()]
     local.stop()
-    local.save()  # no processes left on record
+    local.save()  # what could not be stopped stays on record
+    if local.procs:
+        left = ", ".join(f"{c.name} (pid {c.pid})" for c in local.procs)
+        _fail(RuntimeError(f"still running: {left}; were they started with other rights "
+                           "(sudo for --link)? run down the same way"), 1)  # fmt: skip
     console.print(f"down: stopped {', '.join(running) or 'nothing (none was running)'}")
 
 
@@ -257,5 +273,5 @@ def _attach(directory: Path):
 
     try:
         return LocalDeployment.attach(directory)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         _fail(exc, 1)

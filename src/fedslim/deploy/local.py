@@ -10,13 +10,16 @@ happened; ``save`` / ``attach`` let a federation outlive the command that starte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,11 +60,13 @@ class LocalDeployment:
         engine: str = "fast",
         auth: bool = False,
         links: dict[int, Link] | None = None,
+        check_engine: bool = True,
     ) -> None:
-        """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``)."""
+        """``node_config[i]``: extra ``key=value`` pairs for SuperNode i (e.g. ``lora-r=4``).
+        ``check_engine=False`` (attaching to running processes) skips the Flower check."""
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-        if engine == "fast":
+        if engine == "fast" and check_engine:
             from .flower_internals import check_flower
 
             try:
@@ -106,7 +111,7 @@ class LocalDeployment:
 
     # ---- processes ------------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
-        self._handlers = _on_termination()  # SIGTERM / SIGHUP unwind like Ctrl-C does
+        self._handlers = on_termination()  # SIGTERM / SIGHUP unwind like Ctrl-C does
         try:
             self.start()
         except BaseException:
@@ -196,8 +201,10 @@ class LocalDeployment:
             time.sleep(1.0)
 
     def stop(self) -> None:
+        """Stop every process on record; any still running afterwards (one we may not
+        signal: started by root, say) stays on record."""
         stop_all(self.procs)
-        self.procs.clear()
+        self.procs = [c for c in self.procs if c.alive()]
         if self.emulation is not None and self.emulation.subnet:
             self.emulation.remove()
 
@@ -226,17 +233,29 @@ class LocalDeployment:
         path = Path(workdir) / STATE
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
+            node_config = {int(k): v for k, v in state["node_config"].items()}
+            self = cls(
+                workdir,
+                state["nodes"],
+                tls=state["tls"],
+                node_config=node_config,
+                engine=state.get("engine", "stock"),
+                auth=state.get("auth", False),
+                check_engine=False,
+            )  # stopping must work after a Flower upgrade too
+            self.port, self.host = state["port"], state.get("host", "127.0.0.1")
+            if state.get("links"):
+                self.emulation = Emulation.from_record(state["links"])
+            self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no federation in {workdir} (fedslim deploy up --dir)"
             ) from None
-        node_config = {int(k): v for k, v in state["node_config"].items()}
-        self = cls(workdir, state["nodes"], tls=state["tls"], node_config=node_config,
-                   engine=state.get("engine", "stock"), auth=state.get("auth", False))  # fmt: skip
-        self.port, self.host = state["port"], state.get("host", "127.0.0.1")
-        if state.get("links"):
-            self.emulation = Emulation.from_record(state["links"])
-        self.procs = [Child(p["name"], p["pid"], p["ticks"]) for p in state["procs"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # damaged record
+            raise ValueError(
+                f"{path} is damaged ({exc!r}): stop its processes by hand (pids in the file), "
+                "then remove it"
+            ) from None
         if self.tls:
             self.certs = TlsFiles.in_dir(self.workdir / "certs")
             self._node_sec = ["--root-certificates", str(self.certs.ca)]
@@ -303,17 +322,19 @@ class LocalDeployment:
         if not run.out:
             raise ValueError("LocalDeployment.submit: set 'out' (results are read from it)")
         out = Path(run.out).resolve()
-        app = write_app_dir(_fresh(self.workdir / "app"), run.replace(out=str(out)), clientapp)
         started = time.time()
         lines: list[str] = []
-        with subprocess.Popen(
-            ["flwr", "run", str(app), "local", "--stream"],
-            env=self.env,
-            cwd=self.workdir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as proc:
+        with (
+            _job_app(self.workdir, run.replace(out=str(out)), clientapp) as app,
+            subprocess.Popen(
+                ["flwr", "run", str(app), "local", "--stream"],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as proc,
+        ):
             timer = threading.Timer(timeout, proc.kill)
             timer.start()
             try:
@@ -332,7 +353,7 @@ class LocalDeployment:
         return json.loads(summary.read_text(encoding="utf-8"))
 
 
-def _on_termination() -> dict[int, object]:
+def on_termination() -> dict[int, object]:
     """Turn SIGTERM and SIGHUP into SystemExit, so every ``with`` and ``finally`` runs and
     the processes this deployment started are stopped; returns the handlers replaced."""
     if threading.current_thread() is not threading.main_thread():
@@ -344,8 +365,12 @@ def _on_termination() -> dict[int, object]:
     return {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
-def _fresh(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.iterdir():
-        old.unlink()
-    return directory
+@contextlib.contextmanager
+def _job_app(workdir: Path, run: RunConfig, clientapp: str):
+    """A Flower app directory of the job's own: jobs submitted at once never share one."""
+    (workdir / "apps").mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="job-", dir=workdir / "apps"))
+    try:
+        yield write_app_dir(path, run, clientapp)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

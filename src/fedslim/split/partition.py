@@ -5,8 +5,9 @@ Each half runs the model's *own* forward over a shallow copy of its inner model 
 block list is a slice (parameters and adapter shared, nothing duplicated), so attention
 masks, positions and rotary embeddings are computed exactly as in the unsplit model; the
 tail enters through ``inputs_embeds`` with the embedding layer bypassed. Supported: the
-embedded tiny Llama and Llama-like models (``model.layers``) and BERT-like encoders such
-as MiniLM (``bert.encoder.layer``), for classification and causal LM heads.
+embedded tiny Llama and Llama-like models (``model.layers``) with a classification or
+causal LM head, and BERT-like encoders such as MiniLM (``bert.encoder.layer``) with a
+classification head.
 """
 
 from __future__ import annotations
@@ -90,11 +91,18 @@ def _view(inner: nn.Module, blocks: slice, *, head: bool) -> nn.Module:
     return view
 
 
+_HEADS = ("score", "classifier", "lm_head")  # what the tail knows how to run
+
+
 def split(model, k: int) -> tuple[Head, Tail]:
     n = num_blocks(model)
     if not 0 <= k <= n:
         raise ValueError(f"split point k={k}: expected 0..{n} (the model has {n} blocks)")
     top = hf_model(model)
+    if not any(isinstance(getattr(top, h, None), nn.Module) for h in _HEADS):
+        raise ValueError(
+            f"cannot split {type(top).__name__}: its output head is none of {', '.join(_HEADS)}"
+        )
     _, inner = _inner(top)
     return Head(top, _view(inner, slice(0, k), head=True)), Tail(
         top, _view(inner, slice(k, n), head=False)
@@ -155,8 +163,13 @@ class Tail(nn.Module):
         super().__init__()
         self.top, self.inner = top, inner
 
+    def _blocks_out(self, act: Activations):
+        return self.inner(
+            inputs_embeds=act.hidden, attention_mask=act.attention_mask, use_cache=False
+        )
+
     def forward(self, act: Activations) -> torch.Tensor:
-        out = self.inner(inputs_embeds=act.hidden, attention_mask=act.attention_mask)
+        out = self._blocks_out(act)
         top = self.top
         if hasattr(top, "score"):  # decoder classification: read the last real token
             logits = top.score(out.last_hidden_state)
@@ -167,8 +180,9 @@ class Tail(nn.Module):
 
     def predict(self, act: Activations) -> torch.Tensor:
         """One row of logits per sequence: a causal LM's next-token logits after its last
-        real token, a classifier's class logits."""
-        logits = self(act)
-        if logits.dim() == 3:
-            return logits[torch.arange(logits.shape[0]), act.last]
-        return logits
+        real token (the output head runs on that token only: batch x vocabulary, not
+        batch x tokens x vocabulary), a classifier's class logits."""
+        if not hasattr(self.top, "lm_head"):
+            return self(act)
+        hidden = self._blocks_out(act).last_hidden_state
+        return self.top.lm_head(hidden[torch.arange(hidden.shape[0]), act.last])

@@ -152,6 +152,9 @@ def choose(candidates: list[SplitCost], objective: str = "latency", *, min_k: in
     ``min_k`` keeps the first blocks on the device: at k = 0 the activations are the token
     embeddings, a table lookup anyone holding the base model inverts, so inputs that must
     not leave the device need k >= 1 (deeper activations leak less, not nothing)."""
+    n = max((c.k for c in candidates), default=0)
+    if not 0 <= min_k <= n:
+        raise ValueError(f"--min-layer {min_k}: expected 0..{n} (the model has {n} blocks)")
     return _cheapest([c for c in candidates if c.fits and c.k >= min_k], objective, min_k)
 
 

@@ -46,9 +46,11 @@ class Limits:
     def max_elements(self, hidden: int) -> int:
         return self.max_tokens * self.max_batch * hidden
 
-    def max_message(self, hidden: int) -> int:
-        # fp32 values plus mask, positions and framing: the largest honest request
-        return 4 * self.max_elements(hidden) + 5 * self.max_tokens * self.max_batch + 4096
+    def max_message(self, hidden: int, width: int = 0) -> int:
+        """The largest honest request (fp32 values plus mask, positions and framing) or
+        answer (``width`` logits per sequence), whichever is larger."""
+        request = 4 * self.max_elements(hidden) + 5 * self.max_tokens * self.max_batch
+        return max(request, 4 * width * self.max_batch) + 4096
 
 
 class _Refused(Exception):
@@ -66,6 +68,13 @@ class TailService:
         self.n, self.hidden = num_blocks(model), int(model.config.hidden_size)
         self.tails = {k: split(model, k)[1] for k in range(self.n + 1)}
         self.kind = "lm" if hasattr(hf_model(model), "lm_head") else "cls"
+        config = hf_model(model).config
+        self.width = int(config.vocab_size if self.kind == "lm" else config.num_labels)
+        if limits.max_message(self.hidden, self.width) >= 2**31:  # gRPC's limit
+            raise ValueError(
+                f"--max-tokens {limits.max_tokens} x --max-batch {limits.max_batch} x hidden "
+                f"{self.hidden}: over gRPC's 2 GiB per message; lower them"
+            )
 
     def info(self) -> dict:
         lim = self.limits
@@ -154,7 +163,7 @@ def serve(
     workers: int = 8,
 ) -> tuple[grpc.Server, int]:
     """Start serving; returns (server, bound port). ``tls`` is (certificate chain, key)."""
-    size = service.limits.max_message(service.hidden)
+    size = service.limits.max_message(service.hidden, service.width)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="split"),
         handlers=[_handler(service)],
@@ -167,11 +176,14 @@ def serve(
     probes = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(probes, server)
     address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
-        bound = server.add_secure_port(address, creds)
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            bound = server.add_secure_port(address, creds)
+    except RuntimeError as exc:  # grpcio's "Failed to bind": in use, or not an address here
+        raise OSError(f"cannot listen on {address} (in use, or not here): {exc}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
     server.start()

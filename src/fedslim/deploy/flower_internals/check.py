@@ -72,3 +72,5 @@ def check_flower() -> None:
             raise RuntimeError(f"flwr {found}: start_client_internal no longer sleeps {secs} s")
     if "import time\n" not in src:
         raise RuntimeError(f"flwr {found}: start_client_internal no longer imports time")
+    if "client.PullMessages(" not in inspect.getsource(rc.pull_task_input):
+        raise RuntimeError(f"flwr {found}: pull_task_input no longer calls client.PullMessages")

@@ -53,10 +53,13 @@ def _stop_task(signum, frame) -> None:
 
 
 def _revoked(exc: BaseException) -> bool:
-    """The task is over on the SuperNode's side: its token refused, or Flower stopped it."""
+    """The task is over on the SuperNode's side: its token refused, its run stopped (a
+    403, raised by Flower as the BaseException RunNotRunningException), or Flower stopped
+    it."""
     import httpx
+    from flwr.supercore.run import RunNotRunningException
 
-    if isinstance(exc, TaskStopped):
+    if isinstance(exc, TaskStopped | RunNotRunningException):
         return True
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401
 
@@ -88,18 +91,52 @@ class _Apps:
         return self._apps[fab.hash_str]
 
 
+def _until_a_message(pull, wait_s: float = 10.0):
+    """Flower creates a task before it stores its message, so a warm executor can ask in
+    between and get none (a fresh process never came that early): ask again a while."""
+
+    def patient(request):
+        deadline = time.monotonic() + wait_s
+        while not (res := pull(request)).messages_list and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return res
+
+    return patient
+
+
+def _heartbeat_fn(client):
+    """Flower's task heartbeat, which on a refused token stops the task (SIGINT, turned
+    into TaskStopped in the main thread) instead of dying in its thread."""
+    from flwr.supercore.heartbeat import make_task_heartbeat_fn_http
+
+    beat = make_task_heartbeat_fn_http(client)
+
+    def fn() -> bool:
+        try:
+            return beat()
+        except Exception as exc:
+            if not _revoked(exc):
+                raise
+            signal.raise_signal(signal.SIGINT)
+            return True
+
+    return fn
+
+
 def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps: _Apps):
     """One ClientApp task, in process: the body of Flower's ``run_clientapp`` less its
     process exit (and less runtime dependency installation, which fedslim disables)."""
     from flwr.app import Message
     from flwr.app.error import Error
     from flwr.common.constant import ErrorCode, SubStatus
-    from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+    from flwr.supercore.heartbeat import HeartbeatSender
+    from flwr.supercore.run import RunNotRunningException
     from flwr.supernode.runtime import run_clientapp as rc
 
     t0 = time.monotonic()
     client = _client(address, insecure, certs, token)
-    heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+    client.PullMessages = _until_a_message(client.PullMessages)
+    heartbeat = HeartbeatSender(_heartbeat_fn(client))
     heartbeat.start()
     message = reply = context = None
     status, details, revoked = SubStatus.FAILED, "ClientApp task failed", False
@@ -109,10 +146,10 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
         reply = apps.get(run, fab)(message=message, context=context)
         t2 = time.monotonic()
         status, details = SubStatus.COMPLETED, ""
-    except Exception as ex:  # noqa: BLE001 - reported to the SuperLink, as Flower does
+    except (Exception, SystemExit, RunNotRunningException) as ex:  # as Flower reports them
         revoked = _revoked(ex)  # its run stopped: nobody waits for a reply or an output
         if revoked:
-            LOG.warning("ClientApp task abandoned, its run ended: %s", ex)
+            LOG.warning("ClientApp task abandoned, its run ended: %r", ex)
         else:
             LOG.exception("ClientApp raised")
         details = f"{type(ex)}:<'{ex}'>"
@@ -121,12 +158,7 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
             reply = Message(Error(code=code, reason=details), reply_to=message)
     finally:
         try:
-            if reply is not None and context is not None and not revoked:
-                rc.push_message(client, reply, context)
-            if not revoked:
-                rc.push_task_output(client, context, status, details)
-        except Exception as ex:  # noqa: BLE001 - the task is over either way
-            LOG.warning("ClientApp task output not delivered: %s", ex)
+            _deliver(rc, client, reply, context, status, details, revoked)
         finally:
             if heartbeat.is_running:  # its thread ends on a refused token
                 heartbeat.stop()
@@ -135,6 +167,24 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
                 t3 = time.monotonic()
                 print(f"[executor] pull {t1 - t0:.3f} s, app {t2 - t1:.3f} s, "
                       f"push {t3 - t2:.3f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _deliver(rc, client, reply, context, status, details, revoked: bool) -> None:
+    """The reply and the task's output. Without a reply (the message was never read) no
+    output either: finishing the task would leave the SuperNode waiting forever for a
+    reply, while a task whose token expires gets Flower's own error reply."""
+    from flwr.supercore.run import RunNotRunningException
+
+    if revoked:
+        return
+    if reply is None or context is None:
+        LOG.warning("ClientApp task failed before its message was read: left to expire")
+        return
+    try:
+        rc.push_message(client, reply, context)
+        rc.push_task_output(client, context, status, details)
+    except (Exception, RunNotRunningException) as ex:  # the task is over either way
+        LOG.warning("ClientApp task output not delivered: %r", ex)
 
 
 def run_executor(
@@ -149,6 +199,7 @@ def run_executor(
     it in this process. Stands in for ``flower-superexec`` under ``--isolation process``."""
     import httpx
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.run import RunNotRunningException
 
     if parent_pid is not None:
         _exit_with(parent_pid)
@@ -166,7 +217,7 @@ def run_executor(
             previous = signal.signal(signal.SIGINT, _stop_task)
             try:
                 run_task(address, insecure, certs, res.token, apps)
-            except Exception:  # one task's failure must not end the node's executor
+            except (Exception, SystemExit, RunNotRunningException):  # never end the loop
                 LOG.exception("ClientApp task failed")
             finally:
                 signal.signal(signal.SIGINT, previous)
