@@ -34,13 +34,20 @@ Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s f
    ``fail_stopped_pulls`` makes the SuperNode's pull helper raise an ordinary error
    instead, so Flower's own cleanup runs.
 
+5. A dead executor's tasks. The SuperNode waits for a message's reply before it pulls
+   the next; when the executor dies mid-task (the OOM killer) Flower fails the task only
+   after two missed 30 s heartbeats, and in one measured case not within 3 minutes.
+   The SuperNode's supervisor restarts the executor and ``expire_claimed_tasks`` expires
+   its tasks at once, so Flower's own crash reply goes out within a second.
+
 ``python -m fedslim.deploy.flower_internals supernode [--idle-poll S] <flower-supernode
-args>`` does all four: patches, starts the executor as its child and runs the SuperNode
+args>`` does all five: patches, starts the executor as its child and runs the SuperNode
 with ``--isolation process``. Without this entry point Flower behaves as stock.
 ``check_flower()`` fails loudly when the installed Flower is not one tested here.
 
 Layout: ``check.py`` (tested versions, the private symbols, the drift check),
-``patches.py`` (items 2-4), ``executor.py`` (item 1), ``__main__.py`` (entry points).
+``patches.py`` (items 2-5), ``executor.py`` (item 1), ``__main__.py`` (entry points and
+the executor's supervisor).
 """
 
 from .check import MODULE, PRIVATE, TESTED_FLWR, check_flower

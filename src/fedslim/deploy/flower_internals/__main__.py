@@ -11,24 +11,32 @@ import time
 
 from .check import MODULE, check_flower
 from .executor import run_executor
-from .patches import fail_stopped_pulls, patch_supernode_sleeps, shorten_pull_backoff
+from .patches import (
+    expire_claimed_tasks,
+    fail_stopped_pulls,
+    patch_supernode_sleeps,
+    record_node_state,
+    shorten_pull_backoff,
+)
 
 
 def supervise(argv: list[str], *, steady_s: float = 60.0, max_delay: float = 30.0) -> None:
     """Keep the executor running: one that dies (the OOM killer, a crash in native code)
-    would leave a SuperNode that is online but never answers. Restarts back off from 1 s
-    to ``max_delay`` while it keeps dying young. The executor exits with us (it watches
-    our pid); this thread dies with us."""
+    would leave a SuperNode that is online but never answers. The tasks it held are
+    expired at once (Flower's crash reply goes out) and a new one starts, backing off
+    from 1 s to ``max_delay`` while it keeps dying young. The executor exits with us (it
+    watches our pid); this thread dies with us."""
 
     def loop() -> None:
         delay = 0.5
         while True:
             started = time.monotonic()
             code = subprocess.Popen(argv).wait()  # noqa: S603 - our own module
+            expired = expire_claimed_tasks()
             young = time.monotonic() - started < steady_s
             delay = min(delay * 2, max_delay) if young else 1.0
-            print(f"fedslim: the ClientApp executor exited ({code}); restarting it in "
-                  f"{delay:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+            why = f"the ClientApp executor exited ({code}), {expired} task(s) expired"
+            print(f"fedslim: {why}; restarting it in {delay:.0f} s", file=sys.stderr, flush=True)
             time.sleep(delay)
 
     threading.Thread(target=loop, daemon=True, name="executor-supervisor").start()
@@ -49,6 +57,7 @@ def supernode_main(argv: list[str]) -> None:
     patch_supernode_sleeps(mine.idle_poll, mine.reply_poll)
     shorten_pull_backoff()
     fail_stopped_pulls()
+    record_node_state()
     tls = ["--root-certificates", mine.ssl_ca_certfile] if mine.ssl_ca_certfile else ["--insecure"]
     supervise([sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
                f"{mine.host}:{mine.port}", "--poll", str(mine.executor_poll),

@@ -19,6 +19,8 @@ PRIVATE = (
     ("flwr.supernode.start_client_internal", "pull_objects"),
     ("flwr.supernode.start_client_internal", "_pull_and_store_message"),
     ("flwr.supercore.run", "RunNotRunningException"),
+    ("flwr.supernode.cli.flower_supernode", "NodeStateFactory"),
+    ("flwr.supercore.date", "now"),
     ("flwr.supercore.runtime", "RuntimeHttpClient"),
     ("flwr.supercore.runtime.tracing", "RuntimeTracingInterceptor"),
     ("flwr.supercore.interceptors", "RuntimeTokenHttpInterceptor"),
@@ -72,5 +74,11 @@ def check_flower() -> None:
             raise RuntimeError(f"flwr {found}: start_client_internal no longer sleeps {secs} s")
     if "import time\n" not in src:
         raise RuntimeError(f"flwr {found}: start_client_internal no longer imports time")
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    state = NodeStateFactory(ObjectStoreFactory()).state()  # what expire_claimed_tasks uses
+    if not all(hasattr(state, a) for a in ("lock_task_store", "task_token_store", "get_tasks")):
+        raise RuntimeError(f"flwr {found}: NodeState no longer keeps task tokens as expected")
     if "client.PullMessages(" not in inspect.getsource(rc.pull_task_input):
         raise RuntimeError(f"flwr {found}: pull_task_input no longer calls client.PullMessages")

@@ -70,3 +70,49 @@ def fail_stopped_pulls() -> None:
 
     pull_objects.fails_stopped_runs = True
     sci.pull_objects = pull_objects
+
+
+# ---- 5. a dead executor's tasks -------------------------------------------------------
+_FACTORY: list = []  # the SuperNode's NodeStateFactory, once it makes one
+
+
+def record_node_state() -> None:
+    """Keep the SuperNode's NodeStateFactory where ``expire_claimed_tasks`` finds it."""
+    import importlib
+
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    # the module, not the function of the same name that its package exports
+    fs = importlib.import_module("flwr.supernode.cli.flower_supernode")
+
+    if getattr(fs.NodeStateFactory, "recorded", False):  # idempotent
+        return
+
+    class Recorded(NodeStateFactory):
+        recorded = True
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            _FACTORY.append(self)
+
+    fs.NodeStateFactory = Recorded
+
+
+def expire_claimed_tasks() -> int:
+    """The executor died: expire every task it had claimed now, as Flower does after two
+    missed heartbeats (60 s). A running task fails and its message gets Flower's
+    CLIENT_APP_CRASHED reply, so the SuperNode, which waits for a reply before it pulls
+    the next message, goes on; a starting one goes back to pending."""
+    from datetime import timedelta
+
+    from flwr.supercore.date import now
+
+    state = _FACTORY[-1].state_instance if _FACTORY else None
+    if state is None:
+        return 0
+    with state.lock_task_store:
+        records = list(state.task_token_store.values())
+        for record in records:
+            record.active_until = now() - timedelta(seconds=1)
+    state.get_tasks()  # Flower's own expiry runs first in every task query
+    return len(records)
