@@ -316,3 +316,28 @@ def test_a_damaged_federation_record_is_a_clear_error(tmp_path):
     for command in ("status", "down", "run"):
         done = CliRunner().invoke(cli, ["deploy", command, "--dir", str(tmp_path)])
         assert done.exit_code == 1 and "is damaged" in " ".join(done.output.split()), command
+
+
+def test_deploy_up_stopped_while_starting_leaves_nothing_running(tmp_path):
+    """SIGTERM to `deploy up` once its SuperLink is spawned, before the SuperNodes have
+    connected: what it started is stopped, not left running without a record."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path / "fed"
+    cmd = [sys.executable, "-m", "fedslim.cli", "deploy", "up", "--dir", str(work), "--insecure"]
+    up = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (work / "supernode-1.log").exists():  # every process spawned, none connected
+        assert up.poll() is None and time.monotonic() < deadline, up.stdout.read()
+        time.sleep(0.02)
+    up.send_signal(signal.SIGTERM)
+    out, _ = up.communicate(timeout=60)
+    assert up.returncode == 128 + signal.SIGTERM, out
+    assert "up: SuperLink" not in out
+    deadline = time.monotonic() + 15
+    while _processes_in(work) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_in(work)
