@@ -111,11 +111,12 @@ def test_a_clientapp_executor_killed_mid_task_is_replaced_at_once(tmp_path):
         node = next(c for c in local.procs if c.name == "supernode-1")
         _when(lambda: _executors(node.pid), 60, "node 1's executor")
         [victim] = _executors(node.pid)
-        run = RunConfig.of(num_server_rounds=6, out=str(out), **(JOB | {"local_steps": 60}))
+        # ~1.5 s of training a round: the kill below lands inside it, polling or not
+        run = RunConfig.of(num_server_rounds=6, out=str(out), **(JOB | {"local_steps": 200}))
         thread, box = _background(local, run)
         received = lambda: local.log("supernode-1").count("Received successfully")  # noqa: E731
         _when(lambda: received() >= 3, 300, "node 1's round-2 message")  # query, r1, r2
-        time.sleep(0.3)  # into its training
+        time.sleep(0.5)  # into its training
         victim.kill()
         thread.join(600)
         assert [p.pid for p in _executors(node.pid)] not in ([], [victim.pid])
