@@ -288,6 +288,44 @@ def test_a_run_stopped_mid_pull_leaves_no_task_for_the_executor(monkeypatch):
     assert "the run stopped" in tasks[0].status.details
 
 
+@pytest.mark.parametrize("read", [True, False], ids=["message-read", "message-unread"])
+def test_a_dead_executors_running_task_gets_flowers_crash_reply_at_once(monkeypatch, read):
+    """The SuperNode's own state (through the recorded factory): a running task whose
+    executor died is expired at once and its message answered with Flower's crash reply,
+    read or not (stock Flower answers only read ones, after 60 s: the SuperNode, waiting
+    for that reply, would wait forever)."""
+    import importlib
+
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fedslim.deploy.flower_internals import patches
+
+    fs = importlib.import_module("flwr.supernode.cli.flower_supernode")
+    monkeypatch.setattr(fs, "NodeStateFactory", fs.NodeStateFactory)  # restored afterwards
+    monkeypatch.setattr(patches, "_FACTORY", [])
+    for name, value in (("_run_id", 7), ("_node_id", 1), ("_task_id", 3)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+    patches.record_node_state()
+    state = fs.NodeStateFactory(ObjectStoreFactory()).state()  # as flower-supernode makes it
+    state.set_node_id(5)
+    task = state.create_task(task_type=TaskType.CLIENT_APP, run_id=7)
+    msg = Message(RecordDict({"c": ConfigRecord({"x": 1})}), dst_node_id=5, message_type="train")
+    msg.metadata.__dict__["_message_id"] = msg.object_id
+    state.store_message(msg)
+    state.claim_task(task)
+    state.activate_task(task)  # PullTaskInput: running
+    if read:
+        assert state.get_messages_legacy(run_ids=[7], is_reply=False, limit=1)
+    assert patches.expire_claimed_tasks() == 1
+    [done] = state.get_tasks(task_ids=[task])
+    assert (done.status.status, done.status.sub_status) == ("finished", "failed")
+    [reply] = state.get_messages_legacy(is_reply=True)
+    assert reply.metadata.reply_to_message_id == msg.metadata.message_id and reply.has_error()
+
+
 def test_node_auth_admits_registered_keys_and_refuses_a_stranger(tmp_path):
     """--auth: each SuperNode's key is registered through the SuperLink's Control API; a
     SuperNode whose key is not registered is refused, and the federation runs a job."""

@@ -31,12 +31,15 @@ def supervise(argv: list[str], *, steady_s: float = 60.0, max_delay: float = 30.
         delay = 0.5
         while True:
             started = time.monotonic()
-            code = subprocess.Popen(argv).wait()  # noqa: S603 - our own module
-            expired = expire_claimed_tasks()
+            try:
+                code = subprocess.Popen(argv).wait()  # noqa: S603 - our own module
+                why = f"exited ({code}), {expire_claimed_tasks()} task(s) expired"
+            except Exception as exc:  # noqa: BLE001 - supervision must go on
+                why = f"could not be run or cleaned up after ({exc!r})"
             young = time.monotonic() - started < steady_s
             delay = min(delay * 2, max_delay) if young else 1.0
-            why = f"the ClientApp executor exited ({code}), {expired} task(s) expired"
-            print(f"fedslim: {why}; restarting it in {delay:.0f} s", file=sys.stderr, flush=True)
+            print(f"fedslim: the ClientApp executor {why}; restarting it in {delay:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
             time.sleep(delay)
 
     threading.Thread(target=loop, daemon=True, name="executor-supervisor").start()

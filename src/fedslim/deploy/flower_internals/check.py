@@ -21,6 +21,7 @@ PRIVATE = (
     ("flwr.supercore.run", "RunNotRunningException"),
     ("flwr.supernode.cli.flower_supernode", "NodeStateFactory"),
     ("flwr.supercore.date", "now"),
+    ("flwr.supernode.nodestate.in_memory_nodestate", "InMemoryNodeState"),
     ("flwr.supercore.runtime", "RuntimeHttpClient"),
     ("flwr.supercore.runtime.tracing", "RuntimeTracingInterceptor"),
     ("flwr.supercore.interceptors", "RuntimeTokenHttpInterceptor"),
@@ -77,8 +78,12 @@ def check_flower() -> None:
     from flwr.supercore.object_store import ObjectStoreFactory
     from flwr.supernode.nodestate import NodeStateFactory
 
-    state = NodeStateFactory(ObjectStoreFactory()).state()  # what expire_claimed_tasks uses
-    if not all(hasattr(state, a) for a in ("lock_task_store", "task_token_store", "get_tasks")):
-        raise RuntimeError(f"flwr {found}: NodeState no longer keeps task tokens as expected")
+    state = NodeStateFactory(ObjectStoreFactory()).state()  # what patches.py item 5 uses
+    used = ("lock_task_store", "task_token_store", "get_tasks", "lock_msg_store", "msg_store",
+            "_on_task_tokens_expired")  # fmt: skip
+    if not all(hasattr(state, a) for a in used):
+        raise RuntimeError(f"flwr {found}: NodeState no longer keeps tasks as expected")
+    if "is_retrieved" not in inspect.getsource(type(state)._store_error_replies):
+        raise RuntimeError(f"flwr {found}: crash replies no longer depend on is_retrieved")
     if "client.PullMessages(" not in inspect.getsource(rc.pull_task_input):
         raise RuntimeError(f"flwr {found}: pull_task_input no longer calls client.PullMessages")

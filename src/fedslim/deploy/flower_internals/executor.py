@@ -46,10 +46,16 @@ class TaskStopped(Exception):
     """Flower stopped this ClientApp task: its heartbeat was refused (the run ended)."""
 
 
+_IN_APP = threading.Event()  # set while a ClientApp call runs in the main thread
+
+
 def _stop_task(signum, frame) -> None:
     # Flower's task heartbeat SIGINTs the process when the SuperNode drops the task: it
-    # ends a process per task; here it ends the task and the executor goes on.
-    raise TaskStopped("Flower stopped the ClientApp task (its run ended)")
+    # ends a process per task; here it ends the ClientApp call and the executor goes on.
+    # Outside a call the task ends on its own (its pulls and pushes are refused).
+    if _IN_APP.is_set():
+        raise TaskStopped("Flower stopped the ClientApp task (its run ended)")
+    LOG.warning("SIGINT outside a ClientApp call: ignored")
 
 
 def _revoked(exc: BaseException) -> bool:
@@ -108,13 +114,14 @@ def _heartbeat_fn(client):
     """Flower's task heartbeat, which on a refused token stops the task (SIGINT, turned
     into TaskStopped in the main thread) instead of dying in its thread."""
     from flwr.supercore.heartbeat import make_task_heartbeat_fn_http
+    from flwr.supercore.run import RunNotRunningException
 
     beat = make_task_heartbeat_fn_http(client)
 
     def fn() -> bool:
         try:
             return beat()
-        except Exception as exc:
+        except (Exception, RunNotRunningException) as exc:
             if not _revoked(exc):
                 raise
             signal.raise_signal(signal.SIGINT)
@@ -143,7 +150,12 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
     try:
         message, context, run, fab = rc.pull_task_input(client)
         t1 = time.monotonic()
-        reply = apps.get(run, fab)(message=message, context=context)
+        app = apps.get(run, fab)
+        _IN_APP.set()
+        try:
+            reply = app(message=message, context=context)
+        finally:
+            _IN_APP.clear()
         t2 = time.monotonic()
         status, details = SubStatus.COMPLETED, ""
     except (Exception, SystemExit, RunNotRunningException) as ex:  # as Flower reports them
@@ -160,7 +172,7 @@ def run_task(address: str, insecure: bool, certs: bytes | None, token: str, apps
         try:
             _deliver(rc, client, reply, context, status, details, revoked)
         finally:
-            if heartbeat.is_running:  # its thread ends on a refused token
+            if heartbeat.is_running:
                 heartbeat.stop()
             client.close()
             if TRACE and reply is not None and status == SubStatus.COMPLETED:
@@ -203,6 +215,7 @@ def run_executor(
 
     if parent_pid is not None:
         _exit_with(parent_pid)
+    signal.signal(signal.SIGINT, _stop_task)  # ends a ClientApp call, never the executor
     shorten_pull_backoff()
     certs = Path(root_certificates).read_bytes() if root_certificates else None
     acquirer = _client(address, insecure, certs, None)
@@ -214,13 +227,10 @@ def run_executor(
             time.sleep(0.5)
             continue
         if res.HasField("task") and res.token:
-            previous = signal.signal(signal.SIGINT, _stop_task)
             try:
                 run_task(address, insecure, certs, res.token, apps)
             except (Exception, SystemExit, RunNotRunningException):  # never end the loop
                 LOG.exception("ClientApp task failed")
-            finally:
-                signal.signal(signal.SIGINT, previous)
             continue  # look for the next task at once
         time.sleep(poll)
 

@@ -95,7 +95,37 @@ def record_node_state() -> None:
             super().__init__(*args, **kwargs)
             _FACTORY.append(self)
 
+        def state(self):  # as Flower's, with the state below
+            with self.lock:
+                if self.state_instance is None:
+                    store = self.objectstore_factory.store()
+                    self.state_instance = _answering_state_class()(store)
+                return self.state_instance
+
     fs.NodeStateFactory = Recorded
+
+
+def _answering_state_class():
+    """Flower's in-memory NodeState, except that an expired running task's message gets
+    Flower's crash reply even if it was never read (the executor died or gave up between
+    PullTaskInput and PullMessages): Flower answers only read ones, and the SuperNode,
+    handling one message at a time, would wait for that reply forever."""
+    from flwr.supercore.constant import TaskType
+    from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
+
+    class Answering(InMemoryNodeState):
+        def _on_task_tokens_expired(self, tasks) -> None:
+            runs = {t.run_id for t in tasks if t.type == TaskType.CLIENT_APP}
+            with self.lock_msg_store:
+                for entry in self.msg_store.values():
+                    meta = entry.message.metadata
+                    request = meta.run_id in runs and not meta.reply_to_message_id
+                    if request and not entry.is_retrieved:  # as if read now, booked as Flower does
+                        entry.is_retrieved = True
+                        self.record_message_processing_start(meta.message_id)
+            super()._on_task_tokens_expired(tasks)
+
+    return Answering
 
 
 def expire_claimed_tasks() -> int:
