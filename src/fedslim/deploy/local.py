@@ -285,7 +285,9 @@ class LocalDeployment:
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = self.workdir / f"{name}.log"
         log.unlink(missing_ok=True)
-        self.procs.append(Child.spawn(name, argv, log=log, cwd=self.workdir, env=env or self.env))
+        with _recorded_before_exit():  # a SIGTERM here would lose the started child
+            child = Child.spawn(name, argv, log=log, cwd=self.workdir, env=env or self.env)
+            self.procs.append(child)
 
     def _write_connection(self, address: str) -> None:
         home = Path(self.env["FLWR_HOME"])
@@ -360,9 +362,28 @@ def on_termination() -> dict[int, object]:
         return {}  # only the main thread may set handlers; its owner decides there
 
     def terminate(signum, frame):
+        if _SPAWNING:  # between starting a child and recording it: exit right after
+            _SPAWNING.append(signum)
+            return
         raise SystemExit(128 + signum)
 
     return {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+_SPAWNING: list = []  # non-empty while a child is started and recorded; then its signals
+
+
+@contextlib.contextmanager
+def _recorded_before_exit():
+    """Hold back on_termination's exit until the child being started is on record."""
+    _SPAWNING.append(None)
+    try:
+        yield
+    finally:
+        held = [s for s in _SPAWNING if s is not None]
+        _SPAWNING.clear()
+        if held:
+            raise SystemExit(128 + held[0])
 
 
 @contextlib.contextmanager
