@@ -109,7 +109,7 @@ def split(model, k: int) -> tuple[Head, Tail]:
     )
 
 
-_OUTPUT_HEADS = ("lm_head", "score", "classifier", "dropout")
+_OUTPUT_HEADS = (*_HEADS, "dropout")  # and what only they use
 
 
 def device_head(model, k: int) -> Head:

@@ -75,7 +75,7 @@ def _give_up_on_revoked_token(flower_giveup):
     here it would end the executor and every later task with it. Raise instead."""
 
     def should_giveup(exc: Exception) -> bool:
-        return True if _revoked(exc) else flower_giveup(exc)
+        return _revoked(exc) or flower_giveup(exc)
 
     return should_giveup
 
