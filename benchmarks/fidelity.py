@@ -35,7 +35,7 @@ torch.set_num_threads(1)
 from fedslim.config import RunConfig
 from fedslim.client.workload import run_model, run_task
 from fedslim.simulations.calibrate import measure
-from fedslim.simulations.clock import memory_mb
+from fedslim.client.memory import estimates, run_shape
 from fedslim.task.models import build_tokenizer
 from fedslim.task.partition import partition_indices
 from fedslim.task.train import train_local
@@ -48,7 +48,8 @@ idx = partition_indices(task, "iid", partition_id=1, num_partitions=2, seed=cfg.
 res = train_local(model, task, idx, build_tokenizer(cfg.adapter.model), steps=cfg.task.local_steps,
     batch_size=cfg.task.batch_size, lr=cfg.task.lr, max_length=cfg.task.max_length, seed=7)
 print(json.dumps({"flops_per_s": flops_per_s, "seconds": res.seconds, "flops": res.flops,
-    "estimate_mb": memory_mb(cfg, model),
+    "estimate_mb": {e.setting: e.peak_mb for e in estimates(cfg, run_shape(cfg))}[
+        cfg.client.setting],
     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -32,6 +32,7 @@ class ClientRow:
     downlink_bytes: int = 0  # the instruction as Flower serializes it
     uplink_payload_bytes: int = 0  # the codec blob inside it
     downlink_payload_bytes: int = 0
+    setting: str = ""  # precision/base-quant[/ckpt] the client trained with
     # what the simulator charges this client-round on its device and link (simulate only)
     device: str = ""
     link: str = ""

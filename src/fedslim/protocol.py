@@ -27,11 +27,12 @@ _INFO, _PARTITION, _PARTITIONS, _RANK = "info", "partition-id", "num-partitions"
 _STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim-node", "held", "residual"
 _ARRAYS, _METRICS = "arrays", "metrics"  # what Flower's FedAvg family aggregates
 _RESYNC = "resync"
+_SETTING = "setting"  # precision/quant[/ckpt] a client trains with (resources.memory)
 MODES = ("keep", "full", "delta")
 RECORD_KEYS = frozenset(
     {_MAIN, _ROUND, _DOWN, _MODE, _BASE, _UP, _HELD, _EXAMPLES, _LOSS, _SECONDS, _FLOPS}
     | {_INFO, _PARTITION, _PARTITIONS, _RANK, _STATE, _STATE_HELD, _STATE_RESIDUAL}
-    | {_ARRAYS, _METRICS, _RESYNC}
+    | {_ARRAYS, _METRICS, _RESYNC, _SETTING}
 )
 
 
@@ -50,22 +51,26 @@ class TrainIns:
     mode: str  # "keep" | "full" | "delta"
     base: str  # digest of what the node must hold before applying the blob
     options: dict[str, float] = field(default_factory=dict)  # e.g. FedProx's proximal-mu
+    setting: str = ""  # the setting the server's memory plan chose ("": the client's own)
 
 
 def train_ins_content(ins: TrainIns) -> RecordDict:
     values = {_ROUND: ins.server_round, _DOWN: ins.blob, _MODE: ins.mode, _BASE: ins.base}
+    if ins.setting:
+        values[_SETTING] = ins.setting
     return RecordDict({_MAIN: ConfigRecord({**values, **ins.options})})
 
 
 def train_ins_from(content: RecordDict) -> TrainIns:
     cfg = _main(content, "instruction")
-    known = {_ROUND, _DOWN, _MODE, _BASE}
+    known = {_ROUND, _DOWN, _MODE, _BASE, _SETTING}
     return TrainIns(
         server_round=_int(cfg, _ROUND, low=1),
         blob=_bytes(cfg, _DOWN),
         mode=_choice(cfg, _MODE, MODES),
         base=_str(cfg, _BASE),
         options={k: _number(cfg, k) for k in cfg if k not in known},
+        setting=_str(cfg, _SETTING) if _SETTING in cfg else "",
     )
 
 
@@ -80,6 +85,7 @@ class TrainRes:
     train_loss: float
     train_s: float
     flops: int
+    setting: str = ""  # what the client trained with: precision/quant[/ckpt]
 
 
 def train_res_content(res: TrainRes, *, metrics: bool = True) -> RecordDict:
@@ -92,6 +98,8 @@ def train_res_content(res: TrainRes, *, metrics: bool = True) -> RecordDict:
             _SECONDS: res.train_s,
             _FLOPS: res.flops,
         }
+    if res.setting:
+        values[_SETTING] = res.setting
     return RecordDict({_MAIN: ConfigRecord(values)})
 
 
@@ -117,7 +125,18 @@ def train_res_from(content: RecordDict) -> TrainRes:
         train_loss=values[_LOSS],
         train_s=values[_SECONDS],
         flops=int(values[_FLOPS]),
+        setting=_setting(cfg),
     )
+
+
+def _setting(cfg) -> str:
+    """A reported setting: short printable text (it lands in clients.csv)."""
+    if _SETTING not in cfg:
+        return ""
+    value = _str(cfg, _SETTING)
+    if len(value) > 32 or not value.isprintable():
+        raise ProtocolError(f"{_SETTING!r} must be short printable text")
+    return value
 
 
 def resync_content(reason: str) -> RecordDict:

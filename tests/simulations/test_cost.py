@@ -20,22 +20,6 @@ CASES = [  # (function, kwargs, expected): worked by hand in the comments
     (cost.radio_j, dict(nbytes=1_000_000, mbps=10, a_mw=100, base_mw=1000, tail_j=2), 3.6),
     (cost.radio_j, dict(nbytes=0, mbps=10, a_mw=100, base_mw=1000, tail_j=2), 0.0),
     (cost.server_usd, dict(prices=PRICES, seconds=10.0), 0.01),
-    # 100 MB runtime + (4 * 1e6 + 16 * 1e4 + 4 * 2 * 4 * 1 * (80 + 32 + 16)) / 1e6
-    (
-        cost.train_memory_mb,
-        dict(
-            base_params=10**6,
-            adapter_params=10**4,
-            batch=2,
-            seq=4,
-            hidden=8,
-            layers=1,
-            heads=2,
-            ffn=16,
-            runtime_mb=100.0,
-        ),  # fmt: skip
-        104.164096,
-    ),
 ]
 
 

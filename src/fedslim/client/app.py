@@ -16,6 +16,7 @@ from flwr.clientapp import ClientApp
 from .. import protocol, seeds
 from ..compression import ErrorFeedback, build
 from ..config import RunConfig
+from ..resources.memory import Setting
 from ..strategies.fedprox import PROXIMAL_MU
 from ..task.adapters import get_adapter
 from ..task.models import build_tokenizer
@@ -24,6 +25,7 @@ from ..task.residual import load_global
 from ..task.train import train_local
 from ..transport import apply_downlink
 from ..vectors import digest, flatten, layout, unflatten
+from .memory import own_setting
 from .workload import client_model, run_task
 
 app = ClientApp()
@@ -57,7 +59,8 @@ def train(msg: Message, context: Context) -> Message:
     indices = partition_indices(
         task, cfg.task.partition, partition_id=pid, num_partitions=num_partitions, seed=cfg.seed
     )
-    model, initial = client_model(cfg, task, rank)
+    setting = _setting(ins, cfg, pid)
+    model, initial = client_model(cfg, task, rank, setting)
     state = protocol.load_state(context.state) or protocol.NodeState(flatten(initial), None)
     if digest(state.held) != ins.base:  # start over from g0, as will the server
         protocol.save_state(context.state, protocol.NodeState(flatten(initial), None))
@@ -91,5 +94,16 @@ def train(msg: Message, context: Context) -> Message:
         train_loss=result.loss,
         train_s=result.seconds,
         flops=result.flops,
+        setting=str(setting),
     )
     return Message(protocol.train_res_content(res), reply_to=msg)
+
+
+def _setting(ins: protocol.TrainIns, cfg: RunConfig, pid: int) -> Setting:
+    """The server's choice (the simulator plans from the client's device profile), else
+    the run's fixed setting or this node's own plan from the memory it has."""
+    if ins.setting:
+        return Setting.parse(ins.setting)
+    from ..task.precision import resolve_device
+
+    return own_setting(cfg, pid, resolve_device(cfg.client.device))

@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..config import RunConfig
+from ..resources.memory import Setting
 from ..task.data import TaskData, load_task
 from ..task.models import ModelSpec, build_model
 from ..task.residual import global_state
@@ -25,7 +26,13 @@ def run_task(cfg: RunConfig) -> TaskData:
     )
 
 
-def model_spec(cfg: RunConfig, task: TaskData, rank: int | None = None) -> ModelSpec:
+def model_spec(
+    cfg: RunConfig, task: TaskData, rank: int | None = None, setting: Setting | None = None
+) -> ModelSpec:
+    """The model a node builds: ``setting`` is a client's own (the server and the shape
+    use the run's ``precision`` / ``base-quant`` / ``gradient-checkpointing``)."""
+    from ..task.precision import resolve_device
+
     return ModelSpec.from_config(
         cfg.adapter,
         seed=cfg.seed,
@@ -33,6 +40,8 @@ def model_spec(cfg: RunConfig, task: TaskData, rank: int | None = None) -> Model
         kind=task.kind,
         rank=rank,
         freeze_a=cfg.strategy.spec.freezes_a,
+        setting=setting or cfg.client.setting,
+        device=resolve_device(cfg.client.device),
     )
 
 
@@ -45,12 +54,12 @@ def initial_global(cfg: RunConfig, model) -> OrderedDict[str, np.ndarray]:
     return global_state(model, exact=cfg.strategy.spec.base_residual)
 
 
-def client_model(cfg: RunConfig, task: TaskData, rank: int):
+def client_model(cfg: RunConfig, task: TaskData, rank: int, setting: Setting | None = None):
     """(model, g0) for a client: built once per worker process and spec, since building
     the frozen base is the costly part (a pretrained model is read from disk). Nothing of
     a node stays in it: every message loads the node's adapter (and residuals) over all
     of the model's trainable and exchanged state, and g0 is the copy taken at build."""
-    return _built(model_spec(cfg, task, rank), cfg.strategy.spec.base_residual)
+    return _built(model_spec(cfg, task, rank, setting), cfg.strategy.spec.base_residual)
 
 
 @lru_cache(maxsize=4)  # a spec per LoRA rank a worker serves

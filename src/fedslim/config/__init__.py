@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..strategies import catalog
+from .client import FULL_PRECISION, ComputeConfig
 from .sections import (
     AdapterConfig,
     CodecConfig,
@@ -35,6 +36,7 @@ from .sections import (
 __all__ = [
     "AdapterConfig",
     "CodecConfig",
+    "ComputeConfig",
     "ConfigError",
     "RoundsConfig",
     "RunConfig",
@@ -53,6 +55,7 @@ SECTIONS = {
     "codecs": CodecConfig,
     "rounds": RoundsConfig,
     "sim": SimulatorConfig,
+    "client": ComputeConfig,
 }
 
 
@@ -65,6 +68,7 @@ class RunConfig:
     codecs: CodecConfig = field(default_factory=CodecConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     sim: SimulatorConfig = field(default_factory=SimulatorConfig)
+    client: ComputeConfig = field(default_factory=ComputeConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     seed: int = _key("seeds data, base weights, sampling and training", 0)
     out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
@@ -82,6 +86,20 @@ class RunConfig:
             self.adapter.lora_ranks,
         )
         self.strategy.spec.validate(self.to_mapping())
+        if self.strategy.spec.base_residual:  # exact aggregation folds fp32 residuals in
+            narrow = [s for s in self.client.settings() if not FULL_PRECISION(s)]
+            _check(
+                not narrow or self.client.memory_plan == "auto",
+                "client-settings"
+                if self.client.client_settings
+                else "base-quant"
+                if narrow and narrow[0].base_quant != "none"
+                else "precision",
+                f"fp32 and base-quant=none with strategy {self.strategy.name} (it folds a "
+                "dense fp32 residual into the base weights: a bf16/fp16 base rounds it away, "
+                f"a quantized one cannot hold it; ffa averages exactly without one), not "
+                f"{narrow[0] if narrow else ''}",
+            )
 
     # ---- the flat mapping ---------------------------------------------------------------
     @classmethod
@@ -182,12 +200,16 @@ class SimulationConfig:
 
     num_supernodes: int = _key("virtual clients (one data partition each)", 5)
     cpus_per_client: float = _key("Ray CPUs per client; 1 runs two at a time on 2 cores", 1.0)
+    gpus_per_client: float = _key(
+        "Ray GPUs per client, fractional: 0.25 runs four clients on one GPU (0 = CPU only)", 0.0
+    )
     num_cpus: int = _key("CPUs Ray may use (0 = all)", 0)
     ray_address: str = _key('an existing Ray cluster ("HOST:PORT"); "" starts a local one', "")
 
     def __post_init__(self) -> None:
         _check(self.num_supernodes >= 1, "num-supernodes", "an integer >= 1")
         _check(self.cpus_per_client > 0, "cpus-per-client", "a float > 0")
+        _check(0 <= self.gpus_per_client <= 64, "gpus-per-client", "a float in [0, 64]")
         _check(self.num_cpus >= 0, "num-cpus", "an integer >= 0")
         host, _, port = self.ray_address.rpartition(":")
         ok = not self.ray_address or (bool(host) and port.isdigit())

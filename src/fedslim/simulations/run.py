@@ -80,7 +80,7 @@ def _backend(sim: SimulationConfig, verbose: bool) -> dict:
     if not verbose:
         init_args |= {"logging_level": logging.ERROR, "log_to_driver": False}
     return {
-        "client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": sim.cpus_per_client, "num_gpus": sim.gpus_per_client},
         "init_args": init_args,
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import torch
+from ..task.precision import base_tensors, update_hash
 
 _ADAPTER = ("lora_", "modules_to_save")
 
@@ -33,20 +33,15 @@ class Fingerprint:
         return None
 
 
-def _update(h, name: str, tensor: torch.Tensor) -> None:
-    h.update(name.encode())
-    h.update(str(tuple(tensor.shape)).encode())
-    h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-
-
 def fingerprint(model) -> Fingerprint:
+    """Quantization state (bitsandbytes' scales) and the dtype are part of the base."""
     base, adapter = hashlib.sha256(), hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
+    for name, p in base_tensors(model):
         if any(s in name for s in _ADAPTER):
-            _update(adapter, name, p)
+            update_hash(adapter, name, p)
             continue
         w0 = getattr(p, "fedslim_w0", None)  # set where a residual was folded in
-        _update(base, name, p if w0 is None else w0)
+        update_hash(base, name, p if w0 is None else w0)
         if w0 is not None:
-            _update(adapter, "residual:" + name, p - w0)
+            update_hash(adapter, "residual:" + name, p - w0)
     return Fingerprint(base.hexdigest(), adapter.hexdigest())

@@ -17,6 +17,9 @@ class Clock(Protocol):
     def refuse(self, partition: int) -> str | None:
         """Why the client cannot train at all (its device lacks memory), or None."""
 
+    def setting(self, partition: int) -> str:
+        """The setting the client trains with, chosen from its device ("": its own)."""
+
     def price(self, row: ClientRow) -> None:
         """Fill the row's simulated seconds, energy, memory and money."""
 
@@ -38,6 +41,9 @@ class Unmetered:
 
     def refuse(self, partition: int) -> str | None:
         return None
+
+    def setting(self, partition: int) -> str:
+        return ""
 
     def price(self, row: ClientRow) -> None:
         return None

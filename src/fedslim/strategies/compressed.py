@@ -106,7 +106,12 @@ class Compressed(Strategy):
             down = cache[key]
             self.pending[part] = down.held
             ins = protocol.TrainIns(
-                server_round, down.blob, down.mode, down.base, dict(self.client_options)
+                server_round,
+                down.blob,
+                down.mode,
+                down.base,
+                dict(self.client_options),
+                setting=self.clock.setting(part),
             )
             msg = Message(protocol.train_ins_content(ins), message_type="train", dst_node_id=node)
             row = ClientRow(
@@ -139,7 +144,7 @@ class Compressed(Strategy):
                 self._drop(server_round, node, part, str(exc), row)
                 continue
             row.num_examples, row.train_loss = res.num_examples, res.train_loss
-            row.train_s, row.flops = res.train_s, res.flops
+            row.train_s, row.flops, row.setting = res.train_s, res.flops, res.setting
             accepted.append((node, part, res, local, row))
         for node, (_, row) in self.asked.items():
             if node not in seen:

@@ -48,10 +48,12 @@ def set_adapter(model, arrays: dict[str, np.ndarray]) -> None:
 
 
 def base_fingerprint(model) -> str:
-    """Hash of every non-trainable weight: equal on two nodes iff their bases are equal."""
+    """Hash of every non-trainable weight, quantization scales included: equal on two
+    nodes iff their bases are equal."""
+    from .precision import base_tensors, update_hash
+
     h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
+    for name, p in base_tensors(model):
         if not p.requires_grad:
-            h.update(name.encode())
-            h.update(p.detach().cpu().numpy().tobytes())
+            update_hash(h, name, p)
     return h.hexdigest()

@@ -1,8 +1,11 @@
-"""Base models (embedded tiny default or a Hugging Face directory) wrapped with LoRA.
+"""Base models (embedded tiny default, a Hugging Face directory, or a seeded random model
+of a config's shape) wrapped with LoRA.
 
 Every node builds the same base weights: the tiny model from a seeded config, a model
-directory from its files, a fresh classification head from the same seed. Only the
-adapter (and the head, when present) is trained and exchanged.
+directory from its files, ``random:DIR`` from DIR/config.json and a seed, a fresh
+classification head from the same seed; at the client's precision or quantized
+(``precision.py``), deterministically. Only the adapter (and the head, when present) is
+trained and exchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
 from .. import seeds
+from ..resources.memory import Setting
+from . import precision
 
 TINY = dict(
     hidden_size=128,
@@ -77,6 +82,8 @@ class ModelSpec:
     lora_targets: str
     seed: int
     freeze_a: bool = False  # FFA-LoRA: A stays at its seeded init and is not exchanged
+    setting: Setting = Setting()  # the base's precision / quantization, checkpointing
+    device: str = "cpu"
 
     @classmethod
     def from_config(
@@ -88,6 +95,8 @@ class ModelSpec:
         kind: str,
         rank: int | None = None,
         freeze_a: bool = False,
+        setting: Setting | None = None,
+        device: str = "cpu",
     ) -> ModelSpec:
         """The spec a node derives from the run's adapter section (``config.AdapterConfig``).
 
@@ -104,12 +113,19 @@ class ModelSpec:
             lora_targets=adapter.lora_targets,
             seed=seed,
             freeze_a=freeze_a,
+            setting=setting or Setting(),
+            device=device,
         )
+
+
+RANDOM = "random:"  # "random:DIR": DIR/config.json's shape, seeded random weights
 
 
 def model_dir(model: str) -> str:
     """The directory of a model named by path or as ``package:NAME`` (an installed package
     with ``get_model_path()``): results record the name, which travels; the path does not."""
+    if model.startswith(RANDOM):
+        return model[len(RANDOM) :]
     if not model.startswith("package:"):
         return model
     import importlib
@@ -119,24 +135,18 @@ def model_dir(model: str) -> str:
 
 @lru_cache(maxsize=4)  # a pure function of the path; HF tokenizers are slow to load
 def build_tokenizer(model: str) -> HashTokenizer | HFTokenizer:
-    return HashTokenizer() if model == "tiny" else HFTokenizer(model_dir(model))
+    if model == "tiny" or model.startswith(RANDOM):  # a random base has no vocabulary file
+        return HashTokenizer()
+    return HFTokenizer(model_dir(model))
 
 
-def build_base(spec: ModelSpec) -> torch.nn.Module:
-    """The frozen base model, bit-identical on every node for the same spec."""
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        LlamaConfig,
-        LlamaForCausalLM,
-        LlamaForSequenceClassification,
-    )
-    from transformers.utils import logging as hf_logging
+def model_config(spec: ModelSpec):
+    """The Hugging Face config of the base (no weights read)."""
+    from transformers import AutoConfig, LlamaConfig
 
-    hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
-    hf_logging.disable_progress_bar()
-    torch.manual_seed(seeds.base_weights(spec.seed))
-    if spec.model == "tiny":
+    if spec.model != "tiny":
+        config = AutoConfig.from_pretrained(model_dir(spec.model), num_labels=spec.num_labels or 2)
+    else:
         tok = HashTokenizer()
         config = LlamaConfig(
             vocab_size=tok.vocab_size,
@@ -147,17 +157,38 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
             tie_word_embeddings=False,
             **TINY,
         )
-        cls = LlamaForSequenceClassification if spec.kind == "cls" else LlamaForCausalLM
-        model = cls(config)
-    elif spec.kind == "cls":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir(spec.model), num_labels=spec.num_labels
-        )
+    if config.pad_token_id is None:
+        config.pad_token_id = build_tokenizer(spec.model).pad_token_id
+    config.use_cache = False  # training only; checkpointing refuses a cache
+    return config
+
+
+def model_class(spec: ModelSpec):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification if spec.kind == "cls" else AutoModelForCausalLM
+
+
+def build_base(spec: ModelSpec) -> torch.nn.Module:
+    """The frozen base model, bit-identical on every node for the same spec."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seeds.base_weights(spec.seed))
+    setting, config = spec.setting, model_config(spec)
+    if spec.model == "tiny":  # small: built in fp32 (the weights every run had), then cast
+        model = model_class(spec).from_config(config).to(precision.DTYPES[setting.precision])
+        precision.quantize_linears(model, setting)
+    elif spec.model.startswith(RANDOM):
+        from .shape import random_base
+
+        model = random_base(model_class(spec), config, setting, seed=spec.seed)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir(spec.model))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = build_tokenizer(spec.model).pad_token_id
-    return model.float().eval()
+        model = model_class(spec).from_pretrained(
+            model_dir(spec.model), config=config, **precision.load_options(setting)
+        )
+    return model.eval()
 
 
 def lora_config(spec: ModelSpec) -> LoraConfig:
@@ -192,4 +223,4 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             if "lora_A" in name:
                 param.requires_grad = False
         model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
-    return model
+    return precision.prepare(model, spec.setting, spec.device)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import TaskData
+from .precision import compute, device_of
 
 IGNORE = -100
 
@@ -99,19 +100,25 @@ def train_local(
     width = max(len(r) for rows, _ in raw for r in rows)
     batches = [_pad(task, rows, labels, tok, width) for rows, labels in raw]
     anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
+    device = device_of(model)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=_is_fp16(model))
     model.train()
     total = 0.0
     counter = FlopCounterMode(display=False)
     start = time.perf_counter()
     for step, batch in enumerate(batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
         with counter if step == 0 else contextlib.nullcontext():
-            out = model(**batch)
-            loss = out.loss
+            with compute(model):
+                out = model(**batch)
+            loss = out.loss.float()
             if anchor is not None:
                 drift = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
                 loss = loss + 0.5 * proximal_mu * drift
-            loss.backward()
-        opt.step()
+            scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         total += float(out.loss.detach())
     seconds = time.perf_counter() - start
@@ -122,6 +129,10 @@ def train_local(
         flops=int(counter.get_total_flops()) * steps,
         steps=steps,
     )
+
+
+def _is_fp16(model) -> bool:
+    return getattr(model, "fedslim_compute", ("cpu", "fp32"))[1] == "fp16"
 
 
 @torch.no_grad()
@@ -141,10 +152,12 @@ def evaluate(
     loss_sum = 0.0
     for s in range(0, len(idx), batch_size):
         batch = encode_batch(task, idx[s : s + batch_size], tok, max_length)
-        out = model(**batch)
+        batch = {k: v.to(device_of(model)) for k, v in batch.items()}
+        with compute(model):
+            out = model(**batch)
         if task.kind == "cls":
             n = len(batch["labels"])
-            correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
+            correct += int((out.logits.argmax(-1) == batch["labels"]).sum().cpu())
             loss_sum += float(out.loss) * n
         else:
             pred = out.logits[:, :-1].argmax(-1)
