@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import deploy, run, split, split_service, split_train, sweep  # noqa: F401  (registers)
+from . import deploy, memory, run, split, split_service, split_train, sweep  # noqa: F401
 from .common import cli
 
 __all__ = ["cli", "main"]

@@ -92,9 +92,10 @@ def calibrate(
     steps: Annotated[int, typer.Option("--steps", help="training steps to time")] = 10,
     threads: Annotated[int, typer.Option("--threads", help="torch threads (a client's CPUs)")] = 1,
 ) -> None:
-    """Measure this host's training FLOP/s for a model (--set model=...) as a `host` profile."""
+    """Measure this host's training FLOP/s for a model (--set model=...) as a `host` profile;
+    with --set precision=... / base-quant=..., also that setting's speed against fp32."""
     from ..config import RunConfig
-    from ..simulations.calibrate import host_device, measure, write_profile
+    from ..simulations.calibrate import host_device, measure, speeds, write_profile
 
     try:
         cfg = RunConfig.from_mapping(parse_assignments(set_ or []))
@@ -103,10 +104,13 @@ def calibrate(
     if steps < 1 or threads < 1:
         _fail(ValueError("--steps and --threads must be >= 1"), 2)
     flops, seconds, total = measure(cfg, steps=steps, threads=threads)
-    device = host_device(flops, threads)
+    fp32, factors = speeds(cfg, flops, steps=steps, threads=threads)
+    device = host_device(fp32, threads, factors)
     write_profile(out, device, model=cfg.adapter.model)
     console.print(
         f"{cfg.adapter.model}: {total / 1e9:.1f} GFLOP in {seconds:.2f} s on {threads} thread(s)"
-        f" = {flops / 1e9:.2f} GFLOP/s effective\nwrote {out}: use it with "
+        f" = {flops / 1e9:.2f} GFLOP/s effective at {cfg.client.setting}"
+        + "".join(f", {k} {v:.2f}" for k, v in factors.items())
+        + f"\nwrote {out}: use it with "
         f"--set profiles={out} --set devices=host"
     )

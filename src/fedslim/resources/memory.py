@@ -35,7 +35,7 @@ CHECKPOINT_FLOPS = 4 / 3  # a second forward pass during backward: 1 + 1/3 of a 
 # of the shape of Qwen2.5-0.5B and Llama-3.2-1B at fp32, bf16 and nf4, with and without
 # checkpointing). Values saved for backward per layer and token, in units of hidden and
 # ffn width, and the fp32 copies of the logits a language-model loss keeps.
-ACT_HIDDEN, ACT_FFN, LOGIT_COPIES = 14, 4, 3
+ACT_HIDDEN, ACT_FFN, LOGIT_COPIES = 14, 4, 5
 # what a CUDA context and its kernels take on the accelerator before any tensor [u]
 ACCEL_CONTEXT_MB = 500.0
 
@@ -84,7 +84,7 @@ class Shape:
     linear_rows: int  # their output features (int8 keeps a scale per row)
     other_params: int  # embeddings, norms, biases, output head (tied weights once)
     trainable_params: int  # LoRA factors and a trainable head
-    largest_layer_params: int  # the biggest block or embedding: the transient while loading
+    largest_layer_params: int  # the biggest block: converted or quantized one at a time
     hidden: int
     layers: int
     ffn: int
@@ -138,8 +138,8 @@ def estimate(
     shape: Shape, setting: Setting, *, batch: int, seq: int, runtime_mb: float
 ) -> Estimate:
     weights = weight_bytes(shape, setting)
-    # loading: the finished weights plus the largest layer in fp32 before it is converted
-    loading = weights + 4 * shape.largest_layer_params
+    # loading: the finished weights plus one block at the precision before quantization
+    loading = weights + BYTES[setting.precision] * shape.largest_layer_params
     return Estimate(
         setting=setting,
         weights_mb=weights / MB,

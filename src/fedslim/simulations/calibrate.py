@@ -43,9 +43,33 @@ def measure(cfg: RunConfig, *, steps: int = 10, threads: int = 1) -> tuple[float
     return result.flops / seconds, seconds, result.flops
 
 
-def host_device(flops: float, threads: int = 1) -> Device:
+def speeds(cfg: RunConfig, flops: float, *, steps: int, threads: int) -> tuple[float, dict]:
+    """(fp32 FLOP/s, the profile's speed factors) for a run at a narrower setting: the
+    setting's FLOP/s against fp32's, split into the precision's factor and the quantized
+    base's, each measured on its own (``fedslim calibrate --set precision=bf16 --set
+    base-quant=nf4`` measures fp32, bf16 and bf16 + nf4)."""
+    setting = cfg.client.setting
+    if setting.precision == "fp32" and setting.base_quant == "none":
+        return flops, {}
+    plain = dict(precision="fp32", base_quant="none", gradient_checkpointing=False)
+    fp32 = measure(cfg.replace(**plain), steps=steps, threads=threads)[0]
+    factors = {}
+    at_precision = flops
+    if setting.base_quant != "none":
+        narrow = cfg.replace(base_quant="none", gradient_checkpointing=False)
+        at_precision = fp32 if setting.precision == "fp32" else measure(
+            narrow, steps=steps, threads=threads)[0]  # fmt: skip
+        key = "int8_speed" if setting.base_quant == "int8" else "nf4_speed"
+        factors[key] = flops / at_precision
+    if setting.precision != "fp32":
+        factors[f"{setting.precision}_speed"] = at_precision / fp32
+    return fp32, factors
+
+
+def host_device(flops: float, threads: int = 1, factors: dict | None = None) -> Device:
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6
-    return Device("host", flops, IDLE_W + WATTS_PER_BUSY_CORE * threads, IDLE_W, memory_mb)
+    watts = IDLE_W + WATTS_PER_BUSY_CORE * threads
+    return Device("host", flops, watts, IDLE_W, memory_mb, **(factors or {}))
 
 
 def write_profile(path: Path, device: Device, *, model: str) -> None:
@@ -54,6 +78,12 @@ def write_profile(path: Path, device: Device, *, model: str) -> None:
         f"# written by fedslim calibrate for model {model}: {device.flops / 1e9:.2f} GFLOP/s\n"
         "# effective; active_w and idle_w are estimates [u]: measure them at the wall\n"
         f"[device.host]\nflops = {device.flops:.6g}\nactive_w = {device.active_w}\n"
-        f"idle_w = {device.idle_w}\nmemory_mb = {device.memory_mb:.0f}\n",
+        f"idle_w = {device.idle_w}\nmemory_mb = {device.memory_mb:.0f}\n"
+        + "".join(
+            f"{k} = {getattr(device, k):.3g}\n" for k in SPEED_KEYS if getattr(device, k) != 1.0
+        ),  # fmt: skip
         encoding="utf-8",
     )
+
+
+SPEED_KEYS = ("bf16_speed", "fp16_speed", "int8_speed", "nf4_speed")

@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..compression import build
+from ..task.precision import base_tensors
 from .activations import pack, unpack
 from .partition import num_blocks, parts, split
 from .planner import Profile
@@ -25,7 +26,9 @@ def _flops(fn) -> float:
 
 
 def _bytes(module: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters())
+    """Weights as stored at the model's setting: bf16 at 2 bytes, a quantized base packed
+    with its scales (the planner prices what the device really holds)."""
+    return sum(t.numel() * t.element_size() for _, t in base_tensors(module))
 
 
 def _probe(model, tokens: int) -> torch.Tensor:

@@ -158,7 +158,10 @@ def model_config(spec: ModelSpec):
             **TINY,
         )
     if config.pad_token_id is None:
-        config.pad_token_id = build_tokenizer(spec.model).pad_token_id
+        try:
+            config.pad_token_id = build_tokenizer(spec.model).pad_token_id
+        except (OSError, ValueError):  # a config-only directory: sizing needs no tokenizer
+            config.pad_token_id = 0
     config.use_cache = False  # training only; checkpointing refuses a cache
     return config
 

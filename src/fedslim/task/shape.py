@@ -22,7 +22,9 @@ def _empty(cls, config) -> torch.nn.Module:
     from accelerate import init_empty_weights
 
     with init_empty_weights(include_buffers=False):
-        return cls.from_config(config)
+        model = cls.from_config(config)
+    model.tie_weights()  # not done on the meta device by construction
+    return model
 
 
 def shape(spec) -> Shape:
@@ -42,7 +44,6 @@ def shape(spec) -> Shape:
         if name.count(".") <= 2 and name.split(".")[-1].isdigit():  # a block
             layer_max = max(layer_max, sum(p.numel() for p in module.parameters()))
     total = sum(p.numel() for p in base.parameters())  # tied weights counted once
-    embed = base.get_input_embeddings().weight.numel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from accelerate import init_empty_weights
@@ -56,7 +57,7 @@ def shape(spec) -> Shape:
         linear_rows=rows,
         other_params=total - linear,
         trainable_params=trainable,
-        largest_layer_params=max(layer_max, embed),
+        largest_layer_params=layer_max,
         hidden=text.hidden_size,
         layers=text.num_hidden_layers,
         ffn=getattr(text, "intermediate_size", 4 * text.hidden_size),
