@@ -58,10 +58,11 @@ class Prices:
 
 
 # Per-precision throughput (Device.bf16_speed ...). A CPU dequantizes an int8 or 4-bit
-# base on every forward and backward: bitsandbytes on this host (benchmarks/memory.py,
-# Llama-3.2-1B shape) trained at HOST_INT8 / HOST_NF4 of fp32's speed [d]; other CPUs are
-# assumed alike [u]. GPUs: QLoRA's dequantization costs ~25% [u].
-HOST_INT8, HOST_NF4 = 0.5, 0.5
+# base on every forward and backward: bitsandbytes 0.50 on this host's CPU trained the
+# tiny model with an nf4 base at 0.42x the FLOP/s of bf16 (`fedslim calibrate --set
+# precision=bf16 --set base-quant=nf4`) [d]; int8 assumed alike [u]; other CPUs assumed
+# alike [u]. GPUs: QLoRA's dequantization costs ~25% [u].
+HOST_INT8, HOST_NF4 = 0.42, 0.42
 CPU_QUANT = dict(int8_speed=HOST_INT8, nf4_speed=HOST_NF4)
 GPU_QUANT = (0.75, 0.75)
 # ARMv8.2 cores (A55, A76): FEAT_FP16 doubles the lanes per vector for fp16 [d], half

@@ -10,6 +10,7 @@ trained and exchanged.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 import zlib
@@ -226,4 +227,29 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             if "lora_A" in name:
                 param.requires_grad = False
         model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
-    return precision.prepare(model, spec.setting, spec.device)
+    model = precision.prepare(model, spec.setting, spec.device)
+    _seed_adapter(model, spec.seed)
+    return model
+
+
+def _seed_adapter(model, seed: int) -> None:
+    """g0, drawn in fp32 from a generator per (seed, name): the same on every node whatever
+    its precision (PEFT draws LoRA's A at the base's dtype, so a bf16 client's g0 would
+    differ from an fp32 one's by rounding and clients of mixed settings could not share
+    one global adapter). A as PEFT draws it (kaiming-uniform, bound 1/sqrt(fan_in)), B
+    zero, a trainable head as transformers does (normal, initializer_range; bias zero)."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not (p.requires_grad or "lora_A" in name):
+                continue
+            digest = zlib.crc32(f"{seeds.adapter_init(seed)}:{name}".encode())
+            gen = torch.Generator().manual_seed(digest)
+            if "lora_A" in name:
+                bound = 1 / math.sqrt(p.shape[1])
+                value = torch.empty(p.shape).uniform_(-bound, bound, generator=gen)
+            elif "lora_B" in name or name.endswith("bias"):
+                value = torch.zeros(p.shape)
+            else:
+                value = torch.empty(p.shape).normal_(0.0, std, generator=gen)
+            p.copy_(value.to(p.dtype))
