@@ -67,7 +67,8 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 
 def _tasks(directory: Path) -> dict[str, str]:
     """Long examples (well over SEQ words), so every batch is SEQ tokens wide."""
-    words = "the quick brown fox jumps over a lazy dog near the river bank at dawn".split()
+    words = "the quick brown fox jumps over a lazy dog near the river bank at dawn"
+    words = words.split()
     sft, cls = directory / "sft.jsonl", directory / "cls.csv"
     with sft.open("w") as fh:
         for i in range(64):

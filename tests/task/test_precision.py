@@ -83,8 +83,9 @@ def test_a_quantized_base_is_the_same_bytes_on_another_node(model, kind, setting
         model = model.format(tmp_path)
     spec = _spec(Setting.parse(setting), model=model, kind=kind)
     here = fingerprint(build_model(spec)).base
-    there = subprocess.run([sys.executable, "-c", BUILD, model, kind, setting],
-                           capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", BUILD, model, kind, setting],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    there = proc.stdout.split()[-1]
     assert here == there
     other = fingerprint(build_model(_spec(Setting.parse("fp32/none"), model=model, kind=kind)))
     assert other.base != here  # the setting is part of what the fingerprint covers
