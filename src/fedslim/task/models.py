@@ -228,7 +228,8 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
                 param.requires_grad = False
         model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
     model = precision.prepare(model, spec.setting, spec.device)
-    _seed_adapter(model, spec.seed)
+    if spec.setting.precision != "fp32":  # fp32 keeps PEFT's draw (every earlier run's g0)
+        _seed_adapter(model, spec.seed)
     return model
 
 
