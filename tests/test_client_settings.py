@@ -21,7 +21,6 @@ def _rows(path):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="fp32 and bf16/fp16 clients draw different g0 (open: see issue note)")
 def test_every_setting_trains_in_one_federation_and_it_learns(tmp_path):
     listed = ",".join(str(s) for s in SETTINGS)
     cfg = RunConfig.of(out=str(tmp_path / "run"), num_server_rounds=2, num_examples=960,

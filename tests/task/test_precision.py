@@ -41,6 +41,22 @@ def test_every_setting_trains_and_learns_with_an_fp32_adapter(setting):
     assert after["loss"] < before["loss"] - 0.05, (before, after)
 
 
+@pytest.mark.parametrize(("kind", "labels", "ffa"), [("cls", 4, False), ("sft", 0, True)])
+def test_every_setting_starts_from_the_fp32_clients_adapter(kind, labels, ffa):
+    """One g0 for a federation of mixed settings: LoRA's A (FFA's frozen one too) and a
+    trainable head do not depend on the base's precision."""
+    fp32 = build_model(_spec(Setting(), kind=kind, num_labels=labels, freeze_a=ffa))
+    want = {
+        n: p.detach().clone() for n, p in fp32.named_parameters() if "lora_" in n or p.requires_grad
+    }
+    for setting in SETTINGS:
+        model = build_model(_spec(setting, kind=kind, num_labels=labels, freeze_a=ffa))
+        got = {n: p for n, p in model.named_parameters() if n in want}
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            assert torch.equal(got[name].float(), value), (setting, name)
+
+
 @pytest.mark.parametrize("setting", [Setting("fp32", "none"), Setting("bf16", "nf4")], ids=str)
 def test_checkpointing_gives_the_same_gradients(setting):
     batch = encode_batch(TASK, TASK.train_idx[:8], TOK, 32)

@@ -182,7 +182,8 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
     torch.manual_seed(seeds.base_weights(spec.seed))
     setting, config = spec.setting, model_config(spec)
     if spec.model == "tiny":  # small: built in fp32 (the weights every run had), then cast
-        model = model_class(spec).from_config(config).to(precision.DTYPES[setting.precision])
+        model = model_class(spec).from_config(config)
+        precision.cast_base(model, setting)
         precision.quantize_linears(model, setting)
     elif spec.model.startswith(RANDOM):
         from .shape import random_base
@@ -227,30 +228,26 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             if "lora_A" in name:
                 param.requires_grad = False
         model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
-    model = precision.prepare(model, spec.setting, spec.device)
-    if spec.setting.precision != "fp32":  # fp32 keeps PEFT's draw (every earlier run's g0)
-        _seed_adapter(model, spec.seed)
+    model = precision.prepare(model, spec.setting, spec.device)  # the adapter in fp32 first
+    _replay_fp32_draw(model, spec.seed)
     return model
 
 
-def _seed_adapter(model, seed: int) -> None:
-    """g0, drawn in fp32 from a generator per (seed, name): the same on every node whatever
-    its precision (PEFT draws LoRA's A at the base's dtype, so a bf16 client's g0 would
-    differ from an fp32 one's by rounding and clients of mixed settings could not share
-    one global adapter). A as PEFT draws it (kaiming-uniform, bound 1/sqrt(fan_in)), B
-    zero, a trainable head as transformers does (normal, initializer_range; bias zero)."""
-    std = getattr(model.config, "initializer_range", 0.02)
+def _replay_fp32_draw(model, seed: int) -> None:
+    """Set LoRA's A to PEFT's fp32 draw, whatever the base's dtype. PEFT draws A in fp32
+    and then casts it to the base layer's dtype, so a bf16 client's g0 would be the fp32
+    client's rounded and clients of mixed settings could not share one global adapter.
+    The draws are replayed in fp32 with the same seed, order and calls (an ``nn.Linear``
+    for A and for B, then kaiming-uniform on A); tests/task/test_precision.py checks the
+    result equals an fp32 build's, so a PEFT release that draws otherwise fails there."""
+    from peft.tuners.lora import LoraLayer
+
+    torch.manual_seed(seeds.adapter_init(seed))
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not (p.requires_grad or "lora_A" in name):
-                continue
-            digest = zlib.crc32(f"{seeds.adapter_init(seed)}:{name}".encode())
-            gen = torch.Generator().manual_seed(digest)
-            if "lora_A" in name:
-                bound = 1 / math.sqrt(p.shape[1])
-                value = torch.empty(p.shape).uniform_(-bound, bound, generator=gen)
-            elif "lora_B" in name or name.endswith("bias"):
-                value = torch.zeros(p.shape)
-            else:
-                value = torch.empty(p.shape).normal_(0.0, std, generator=gen)
-            p.copy_(value.to(p.dtype))
+        for module in model.modules():
+            if isinstance(module, LoraLayer) and "default" in module.lora_A:
+                r, bias = module.r["default"], bool(module.lora_bias["default"])
+                a = torch.nn.Linear(module.in_features, r, bias=False)
+                torch.nn.Linear(r, module.out_features, bias=bias)  # B's draw, zeroed by PEFT
+                torch.nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+                module.lora_A["default"].weight.copy_(a.weight)

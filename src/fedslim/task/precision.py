@@ -37,6 +37,20 @@ def bnb():
     return bitsandbytes
 
 
+# a classification head stays fp32 in the base: its trained copy starts from it, and g0
+# must not depend on the precision (the frozen lm_head of a causal LM is narrowed)
+CLS_HEADS = ("score", "classifier")
+
+
+def cast_base(model: torch.nn.Module, setting: Setting) -> None:
+    """Narrow an fp32-built base to the setting: the classification head stays fp32, the
+    linear layers are quantized."""
+    for name, child in model.named_children():
+        if name not in CLS_HEADS:
+            child.to(DTYPES[setting.precision])
+    quantize_linears(model, setting)
+
+
 def load_options(setting: Setting, skip: tuple[str, ...] = HEADS) -> dict:
     """``from_pretrained`` arguments that load at the precision and quantize while loading
     (bitsandbytes through transformers), never after a full fp32 copy."""
@@ -124,14 +138,15 @@ def prepare(model: torch.nn.Module, setting: Setting, device: str) -> torch.nn.M
 
 def compute(model):
     """Autocast at the model's precision on its device (a no-op for fp32)."""
-    device, precision = getattr(model, "fedslim_compute", ("cpu", "fp32"))
+    device, precision = compute_of(model)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=DTYPES[precision])
 
 
-def device_of(model) -> str:
-    return getattr(model, "fedslim_compute", ("cpu", "fp32"))[0]
+def compute_of(model) -> tuple[str, str]:
+    """(device, precision) the model was prepared for."""
+    return getattr(model, "fedslim_compute", ("cpu", "fp32"))
 
 
 def resolve_device(name: str) -> str:

@@ -73,7 +73,7 @@ def _is_head(name: str) -> bool:
 def random_base(cls, config, setting: Setting, *, seed: int) -> torch.nn.Module:
     """A base of ``config``'s shape with seeded random weights, materialised one block at
     a time at the setting's precision and quantized before the next: the peak is the
-    finished model plus one block in fp32. Each tensor comes from its own generator,
+    finished model plus one block at the precision. Each tensor comes from its own generator,
     seeded by (seed, full name), so the result does not depend on the build order."""
     model = _empty(cls, config)
     std = getattr(config, "initializer_range", 0.02)
@@ -81,7 +81,9 @@ def random_base(cls, config, setting: Setting, *, seed: int) -> torch.nn.Module:
     for prefix, part in _parts(model, ""):
         if not any(p.is_meta for p in part.parameters()):
             continue  # tied to a part already built (the output embedding)
-        part.to(dtype).to_empty(device="cpu", recurse=True)  # allocated at the precision
+        if prefix.rstrip(".") not in precision.CLS_HEADS:  # a classification head stays fp32
+            part.to(dtype)
+        part.to_empty(device="cpu", recurse=True)  # allocated at the precision
         with torch.no_grad():
             for name, p in part.named_parameters():
                 _init(p, f"{prefix}{name}", seed, std)

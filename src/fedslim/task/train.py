@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import TaskData
-from .precision import compute, device_of
+from .precision import compute, compute_of
 
 IGNORE = -100
 
@@ -100,9 +100,9 @@ def train_local(
     width = max(len(r) for rows, _ in raw for r in rows)
     batches = [_pad(task, rows, labels, tok, width) for rows, labels in raw]
     anchor = [p.detach().clone() for p in params] if proximal_mu > 0 else None
-    device = device_of(model)
+    device, precision = compute_of(model)
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=_is_fp16(model))
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
     model.train()
     total = 0.0
     counter = FlopCounterMode(display=False)
@@ -131,10 +131,6 @@ def train_local(
     )
 
 
-def _is_fp16(model) -> bool:
-    return getattr(model, "fedslim_compute", ("cpu", "fp32"))[1] == "fp16"
-
-
 @torch.no_grad()
 def evaluate(
     model,
@@ -152,7 +148,7 @@ def evaluate(
     loss_sum = 0.0
     for s in range(0, len(idx), batch_size):
         batch = encode_batch(task, idx[s : s + batch_size], tok, max_length)
-        batch = {k: v.to(device_of(model)) for k, v in batch.items()}
+        batch = {k: v.to(compute_of(model)[0]) for k, v in batch.items()}
         with compute(model):
             out = model(**batch)
         if task.kind == "cls":
