@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fedslim.cli.split_train import federated_bytes  # noqa: E402
+from fedslim.client.memory import RUNTIME_MB  # noqa: E402
 from fedslim.client.workload import run_model, run_task  # noqa: E402
 from fedslim.config import RunConfig  # noqa: E402
 from fedslim.resources.profiles import DEVICES, LINKS, PRICES, Device, Link  # noqa: E402
-from fedslim.simulations.clock import RUNTIME_MB  # noqa: E402
 from fedslim.split.activations import pack, unpack  # noqa: E402
 from fedslim.split.fingerprint import fingerprint  # noqa: E402
 from fedslim.split.partition import num_blocks, split  # noqa: E402

@@ -49,9 +49,9 @@ def _rss_mb() -> float:
 def child(case: str, k: int, tokens: int) -> dict:
     import torch
 
+    from fedslim.client.memory import RUNTIME_MB
     from fedslim.client.workload import run_model, run_task
     from fedslim.config import RunConfig
-    from fedslim.simulations.clock import RUNTIME_MB
     from fedslim.split.fingerprint import fingerprint
     from fedslim.split.partition import device_head
     from fedslim.split.planner import _activation_mb

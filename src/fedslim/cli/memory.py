@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -72,7 +73,7 @@ def _shape(cfg: RunConfig, kind: str):
     if kind == "auto":
         names = getattr(model_config(spec), "architectures", None) or []
         kind = "sft" if any(n.endswith("ForCausalLM") for n in names) else task.kind
-    return shape(spec.__class__(**{**spec.__dict__, "kind": kind, "num_labels": task.num_labels}))
+    return shape(dataclasses.replace(spec, kind=kind))
 
 
 def _row(e, devices: dict, picks: dict) -> dict:

@@ -96,8 +96,8 @@ def plan(
     set_: SetOpt = None,
 ) -> None:
     """Cost of every split point k and the one to choose."""
+    from ..client.memory import RUNTIME_MB
     from ..resources import profiles as catalogue
-    from ..simulations.clock import RUNTIME_MB
     from ..split.planner import choose, costs, extremes
     from ..split.profile import codec_cost, measure
     from ..split.profile import timed as timed_profile

@@ -39,15 +39,10 @@ def run_shape(cfg: RunConfig) -> Shape:
 
 def estimates(cfg: RunConfig, shape: Shape) -> list[Estimate]:
     """Every setting's estimate at the run's batch size and sequence length."""
+    batch, seq = cfg.task.batch_size, cfg.task.max_length
+    runtime = RUNTIME_MB + TRAINING_OVERHEAD_MB
     return [
-        memory.estimate(
-            shape,
-            s,
-            batch=cfg.task.batch_size,
-            seq=cfg.task.max_length,
-            runtime_mb=RUNTIME_MB + TRAINING_OVERHEAD_MB,
-        )  # fmt: skip
-        for s in memory.SETTINGS
+        memory.estimate(shape, s, batch=batch, seq=seq, runtime_mb=runtime) for s in memory.SETTINGS
     ]
 
 

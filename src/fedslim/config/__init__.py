@@ -87,19 +87,23 @@ class RunConfig:
         )
         self.strategy.spec.validate(self.to_mapping())
         if self.strategy.spec.base_residual:  # exact aggregation folds fp32 residuals in
-            narrow = [s for s in self.client.settings() if not FULL_PRECISION(s)]
-            _check(
-                not narrow or self.client.memory_plan == "auto",
-                "client-settings"
-                if self.client.client_settings
-                else "base-quant"
-                if narrow and narrow[0].base_quant != "none"
-                else "precision",
-                f"fp32 and base-quant=none with strategy {self.strategy.name} (it folds a "
-                "dense fp32 residual into the base weights: a bf16/fp16 base rounds it away, "
-                f"a quantized one cannot hold it; ffa averages exactly without one), not "
-                f"{narrow[0] if narrow else ''}",
-            )
+            self._full_precision_base()
+
+    def _full_precision_base(self) -> None:
+        """Exact aggregation folds a dense fp32 residual into the base weights: a bf16/fp16
+        base rounds it away, a quantized one cannot hold it (memory-plan=auto then chooses
+        among fp32 settings only)."""
+        narrow = [s for s in self.client.settings() if not FULL_PRECISION(s)]
+        if not narrow or self.client.memory_plan == "auto":
+            return
+        key = "base-quant" if narrow[0].base_quant != "none" else "precision"
+        _check(
+            False,
+            "client-settings" if self.client.client_settings else key,
+            f"fp32 and base-quant=none with strategy {self.strategy.name} (it folds a dense "
+            "fp32 residual into the base weights: a bf16/fp16 base rounds it away, a "
+            f"quantized one cannot hold it; ffa averages exactly without one), not {narrow[0]}",
+        )
 
     # ---- the flat mapping ---------------------------------------------------------------
     @classmethod

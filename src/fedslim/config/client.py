@@ -93,8 +93,12 @@ class ComputeConfig:
     def candidates(self, full_precision: bool = False) -> tuple[Setting, ...]:
         """What memory-plan=auto chooses among: every setting this machine can build
         (quantized ones need bitsandbytes), or fp32 only where the strategy needs it."""
-        out = [s for s in SETTINGS if _installed("bitsandbytes") or s.base_quant == "none"]
-        return tuple(s for s in out if not full_precision or FULL_PRECISION(s))
+        quant = _installed("bitsandbytes")
+        return tuple(
+            s
+            for s in SETTINGS
+            if (quant or s.base_quant == "none") and (FULL_PRECISION(s) or not full_precision)
+        )
 
 
 def FULL_PRECISION(s: Setting) -> bool:  # noqa: N802 - a predicate, named as the rule it is

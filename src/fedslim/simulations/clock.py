@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..client.memory import RUNTIME_MB, choose, run_shape
+from ..client.memory import choose, run_shape
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..ledger import ClientRow
 from ..resources import cost, memory, profiles
 from .population import Member, assign, is_available
-
-__all__ = ["RUNTIME_MB", "Plan", "SimClock", "make_clock"]
 
 
 @dataclass(frozen=True)
