@@ -2,6 +2,7 @@
 and learns, checkpointing changes no gradient, a quantized base is the same bytes on
 every node, and the memory model prices bitsandbytes' storage exactly."""
 
+import json
 import subprocess
 import sys
 
@@ -75,36 +76,37 @@ def test_checkpointing_gives_the_same_gradients(setting):
 
 
 BUILD = """
-import sys
+import json, sys
 from fedslim.resources.memory import Setting
 from fedslim.split.fingerprint import fingerprint
 from fedslim.task.models import ModelSpec, build_model
-spec = ModelSpec(model=sys.argv[1], kind=sys.argv[2], num_labels=4, lora_r=4, lora_alpha=8.0,
-                 lora_targets="auto", seed=0, setting=Setting.parse(sys.argv[3]))
-print(fingerprint(build_model(spec)).base)
+out = []
+for model, kind, setting in json.loads(sys.argv[1]):
+    spec = ModelSpec(model=model, kind=kind, num_labels=4, lora_r=4, lora_alpha=8.0,
+                     lora_targets="auto", seed=0, setting=Setting.parse(setting))
+    out.append(fingerprint(build_model(spec)).base)
+print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize(
-    ("model", "kind", "setting"),
-    [("tiny", "cls", "bf16/nf4"), ("tiny", "cls", "fp32/int8"), ("random:{}", "sft", "fp16/fp4")],
-)
-def test_a_quantized_base_is_the_same_bytes_on_another_node(model, kind, setting, tmp_path):
-    if model.startswith("random:"):  # a config-only model, built block by block
-        (tmp_path / "config.json").write_text(
-            '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, '
-            '"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, '
-            '"vocab_size": 4096, "tie_word_embeddings": true}'
-        )
-        model = model.format(tmp_path)
-    spec = _spec(Setting.parse(setting), model=model, kind=kind)
-    here = fingerprint(build_model(spec)).base
-    proc = subprocess.run([sys.executable, "-c", BUILD, model, kind, setting],
+def test_a_quantized_base_is_the_same_bytes_on_another_node(tmp_path):
+    """nf4 and int8 on tiny, and fp4 on a config-only model built block by block; one
+    other process builds all three (a process start costs seconds)."""
+    (tmp_path / "config.json").write_text(
+        '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, '
+        '"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, '
+        '"vocab_size": 4096, "tie_word_embeddings": true}'
+    )
+    cases = [("tiny", "cls", "bf16/nf4"), ("tiny", "cls", "fp32/int8"),
+             (f"random:{tmp_path}", "sft", "fp16/fp4")]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", BUILD, json.dumps(cases)],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    there = proc.stdout.split()[-1]
-    assert here == there
-    other = fingerprint(build_model(_spec(Setting.parse("fp32/none"), model=model, kind=kind)))
-    assert other.base != here  # the setting is part of what the fingerprint covers
+    there = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (model, kind, setting), theirs in zip(cases, there, strict=True):
+        here = fingerprint(build_model(_spec(Setting.parse(setting), model=model, kind=kind)))
+        assert here.base == theirs
+        other = fingerprint(build_model(_spec(Setting(), model=model, kind=kind)))
+        assert other.base != here.base  # the setting is part of what the fingerprint covers
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if not s.gradient_checkpointing], ids=str)
