@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,13 +20,17 @@ from .patches import (
     shorten_pull_backoff,
 )
 
+POLITE_STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
 
 def supervise(argv: list[str], *, steady_s: float = 60.0, max_delay: float = 30.0) -> None:
     """Keep the executor running: one that dies (the OOM killer, a crash in native code)
     would leave a SuperNode that is online but never answers. The tasks it held are
     expired at once (Flower's crash reply goes out) and a new one starts, backing off
     from 1 s to ``max_delay`` while it keeps dying young. The executor exits with us (it
-    watches our pid); this thread dies with us."""
+    watches our pid); this thread dies with us. An executor stopped politely (SIGTERM,
+    SIGINT, SIGHUP) was stopped with its node's process group, not crashed: a new one
+    would start into a SuperNode that is shutting down, so supervision ends there."""
 
     def loop() -> None:
         delay = 0.5
@@ -33,6 +38,10 @@ def supervise(argv: list[str], *, steady_s: float = 60.0, max_delay: float = 30.
             started = time.monotonic()
             try:
                 code = subprocess.Popen(argv).wait()  # noqa: S603 - our own module
+                if -code in POLITE_STOPS:
+                    print(f"fedslim: the ClientApp executor was stopped ({code})",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    return
                 why = f"exited ({code}), {expire_claimed_tasks()} task(s) expired"
             except Exception as exc:  # noqa: BLE001 - supervision must go on
                 why = f"could not be run or cleaned up after ({exc!r})"
