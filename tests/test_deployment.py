@@ -67,12 +67,14 @@ def test_bad_certificate_requests_are_refused(tmp_path, hosts, days, match):
 
 def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
     """`fedslim deploy`: SuperLink + 2 SuperNodes with TLS, compressed both ways, 1 round;
-    SuperNode 0 declares itself a weak device (rank 4 of the run's 8) in its node config."""
+    SuperNode 0 declares itself a weak device (rank 4 of the run's 8) on 3G in its node
+    config, and gets the pipeline the run names for 3G."""
     out, work = tmp_path / "run", tmp_path / "deploy"
     args = ["deploy", "--out", str(out), "--workdir", str(work), "--set", "num-supernodes=2"]
-    args += ["--node-config", "0:lora-r=4"]
+    args += ["--node-config", "0:lora-r=4", "--node-config", "0:link-profile=3g"]
     for kv in ("num-server-rounds=1", "num-examples=400", "local-steps=5",
-               "uplink-codec=q8|zstd:3", "downlink-codec=q8|zstd:3"):  # fmt: skip
+               "uplink-codec=by-link:3g=sign|zstd:3,*=q8|zstd:3",
+               "downlink-codec=q8|zstd:3"):  # fmt: skip
         args += ["--set", kv]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output + (work / "superlink.log").read_text()[-3000:]
@@ -83,6 +85,7 @@ def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
     assert all(r["status"] == "ok" and int(r["uplink_bytes"]) > 0 for r in rows)
     weak, strong = sorted(rows, key=lambda r: r["client"])
     assert int(weak["uplink_payload_bytes"]) < 0.75 * int(strong["uplink_payload_bytes"])
+    assert (weak["uplink_codec"], strong["uplink_codec"]) == ("sign|zstd:3", "q8|zstd:3")
     assert "https://127.0.0.1" in (work / "superlink.log").read_text()  # TLS, not plain text
     errors = [ln for i in range(2) for ln in (work / f"supernode-{i}.log").read_text().splitlines()
               if "Error" in ln]  # fmt: skip

@@ -13,10 +13,13 @@ from fedslim.ledger import ClientRow, RoundRow
 def test_instructions_and_replies_round_trip_through_records():
     ins = protocol.TrainIns(3, b"\x01\x02", "delta", "abc", {"proximal-mu": 0.1})
     assert protocol.train_ins_from(protocol.train_ins_content(ins)) == ins
+    ins = protocol.TrainIns(3, b"", "keep", "abc", setting="bf16/nf4", uplink="q4|zstd:3")
+    assert protocol.train_ins_from(protocol.train_ins_content(ins)) == ins
     res = protocol.TrainRes(b"blob", "d1g", 32, 0.5, 1.25, 10**12)
     assert protocol.train_res_from(protocol.train_res_content(res)) == res
-    info = protocol.NodeInfo(4, 2)
-    assert protocol.node_info_from(protocol.node_info_content(info)) == info
+    profiled = protocol.NodeInfo(4, None, device="phone-low", link="3g")
+    for info in (protocol.NodeInfo(4, 2), profiled):
+        assert protocol.node_info_from(protocol.node_info_content(info)) == info
     state = RecordDict()
     protocol.save_state(state, protocol.NodeState(np.ones(3, np.float32), None))
     loaded = protocol.load_state(state)

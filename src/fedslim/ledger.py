@@ -33,6 +33,7 @@ class ClientRow:
     uplink_payload_bytes: int = 0  # the codec blob inside it
     downlink_payload_bytes: int = 0
     setting: str = ""  # precision/base-quant[/ckpt] the client trained with
+    uplink_codec: str = ""  # the pipeline its update was encoded with
     # what the simulator charges this client-round on its device and link (simulate only)
     device: str = ""
     link: str = ""

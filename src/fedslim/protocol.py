@@ -28,11 +28,13 @@ _STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim-node", "held", "residual"
 _ARRAYS, _METRICS = "arrays", "metrics"  # what Flower's FedAvg family aggregates
 _RESYNC = "resync"
 _SETTING = "setting"  # precision/quant[/ckpt] a client trains with (resources.memory)
+_UPLINK = "uplink"  # the pipeline a client encodes its update with, chosen per client
+_PROFILE, _DEVICE_PROFILE, _LINK_PROFILE = "profile", "device-profile", "link-profile"
 MODES = ("keep", "full", "delta")
 RECORD_KEYS = frozenset(
     {_MAIN, _ROUND, _DOWN, _MODE, _BASE, _UP, _HELD, _EXAMPLES, _LOSS, _SECONDS, _FLOPS}
     | {_INFO, _PARTITION, _PARTITIONS, _RANK, _STATE, _STATE_HELD, _STATE_RESIDUAL}
-    | {_ARRAYS, _METRICS, _RESYNC, _SETTING}
+    | {_ARRAYS, _METRICS, _RESYNC, _SETTING, _UPLINK, _PROFILE, _DEVICE_PROFILE, _LINK_PROFILE}
 )
 
 
@@ -52,18 +54,21 @@ class TrainIns:
     base: str  # digest of what the node must hold before applying the blob
     options: dict[str, float] = field(default_factory=dict)  # e.g. FedProx's proximal-mu
     setting: str = ""  # the setting the server's memory plan chose ("": the client's own)
+    uplink: str = ""  # this client's uplink pipeline ("": the run's uplink-codec)
 
 
 def train_ins_content(ins: TrainIns) -> RecordDict:
     values = {_ROUND: ins.server_round, _DOWN: ins.blob, _MODE: ins.mode, _BASE: ins.base}
     if ins.setting:
         values[_SETTING] = ins.setting
+    if ins.uplink:
+        values[_UPLINK] = ins.uplink
     return RecordDict({_MAIN: ConfigRecord({**values, **ins.options})})
 
 
 def train_ins_from(content: RecordDict) -> TrainIns:
     cfg = _main(content, "instruction")
-    known = {_ROUND, _DOWN, _MODE, _BASE, _SETTING}
+    known = {_ROUND, _DOWN, _MODE, _BASE, _SETTING, _UPLINK}
     return TrainIns(
         server_round=_int(cfg, _ROUND, low=1),
         blob=_bytes(cfg, _DOWN),
@@ -71,6 +76,7 @@ def train_ins_from(content: RecordDict) -> TrainIns:
         base=_str(cfg, _BASE),
         options={k: _number(cfg, k) for k in cfg if k not in known},
         setting=_str(cfg, _SETTING) if _SETTING in cfg else "",
+        uplink=_str(cfg, _UPLINK) if _UPLINK in cfg else "",
     )
 
 
@@ -169,6 +175,8 @@ def update_bytes(msg: Message) -> int:
 class NodeInfo:
     partition_id: int
     lora_r: int | None  # a device class's own rank (node config), else the run's mapping
+    device: str = ""  # its device and link profile names (node config), "" when not given
+    link: str = ""
 
 
 def query_content() -> RecordDict:
@@ -179,7 +187,11 @@ def node_info_content(info: NodeInfo) -> RecordDict:
     values = {_PARTITION: info.partition_id}
     if info.lora_r is not None:
         values[_RANK] = info.lora_r
-    return RecordDict({_INFO: MetricRecord(values)})
+    content = RecordDict({_INFO: MetricRecord(values)})
+    profile = {k: v for k, v in ((_DEVICE_PROFILE, info.device), (_LINK_PROFILE, info.link)) if v}
+    if profile:
+        content[_PROFILE] = ConfigRecord(profile)
+    return content
 
 
 def node_info_from(content: RecordDict) -> NodeInfo:
@@ -187,7 +199,31 @@ def node_info_from(content: RecordDict) -> NodeInfo:
         raise ProtocolError(f"query reply lacks its {_INFO!r} record")
     info = content[_INFO]
     rank = _int(info, _RANK, low=1) if _RANK in info else None
-    return NodeInfo(partition_id=_int(info, _PARTITION, low=0), lora_r=rank)
+    names = {}
+    if _PROFILE in content.config_records:
+        profile = content[_PROFILE]
+        names = {k: _name(profile, k) for k in (_DEVICE_PROFILE, _LINK_PROFILE) if k in profile}
+    return NodeInfo(
+        partition_id=_int(info, _PARTITION, low=0),
+        lora_r=rank,
+        device=names.get(_DEVICE_PROFILE, ""),
+        link=names.get(_LINK_PROFILE, ""),
+    )
+
+
+def _name(cfg: ConfigRecord, key: str) -> str:
+    value = _str(cfg, key)
+    if not 0 < len(value) <= 64 or not value.isprintable():
+        raise ProtocolError(f"{key!r} must be a short printable name")
+    return value
+
+
+def node_profiles(node_config: dict) -> tuple[str, str]:
+    """(device, link) profile names a node declares in its config ("" when absent)."""
+    return (
+        str(node_config.get(_DEVICE_PROFILE, "")),
+        str(node_config.get(_LINK_PROFILE, "")),
+    )
 
 
 def node_identity(node_config: dict) -> tuple[int, int, int | None]:

@@ -71,6 +71,9 @@ def _links(link: str | None, extra: dict[int, str], nodes: int) -> dict | None:
     unknown = sorted({n for n in names.values() if n not in LINKS})
     if unknown:
         _fail(ValueError(f"--link {unknown[0]}: unknown; known: {', '.join(sorted(LINKS))}"), 2)
+    for i, name in names.items():  # the node declares the link it is on (uplink-codec=auto)
+        if "link-profile=" not in extra.get(i, ""):
+            extra[i] = f'{extra.get(i, "")} link-profile="{name}"'.strip()
     return {i: LINKS[n] for i, n in names.items()} or None
 
 
@@ -80,8 +83,16 @@ def _node_config(items: list[str] | None) -> dict[int, str]:
         node, sep, pair = item.partition(":")
         if not (sep and node.isdigit() and re.fullmatch(r"[a-z][a-z0-9-]*=\S+", pair)):
             _fail(ValueError(f"--node-config {item!r}: expected I:KEY=VALUE, e.g. 0:lora-r=4"), 2)
-        extra[int(node)] = f"{extra.get(int(node), '')} {pair}".strip()
+        extra[int(node)] = f"{extra.get(int(node), '')} {_toml_pair(pair)}".strip()
     return extra
+
+
+def _toml_pair(pair: str) -> str:
+    """``key=value`` as Flower's TOML node config wants it: a name quoted, numbers not."""
+    key, _, value = pair.partition("=")
+    if re.fullmatch(r"-?\d+(\.\d+)?|true|false|\".*\"|'.*'", value):
+        return pair
+    return f'{key}="{value}"'
 
 
 def _job(config, set_, out, overwrite, resume=False):

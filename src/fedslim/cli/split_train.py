@@ -65,12 +65,13 @@ def train(
                       max_length=t.max_length, seed=cfg.seed, up=up, down=down,
                       on_step=report)  # fmt: skip
     after = evaluate(model, task, tok, max_length=t.max_length)["accuracy"]
-    fed = federated_bytes(model, cfg.codecs.uplink)
+    spec = cfg.codecs.policy.specs[0]  # a per-client policy: its least lossy pipeline
+    fed = federated_bytes(model, spec)
     console.print(
         f"accuracy {before:.4f} -> {after:.4f} after {steps} steps at k={layer}; "
         f"{_human(log.bytes_per_step)} per step ({up} up, {down} down), device "
         f"{log.device_s:.1f} s, server {log.server_s:.1f} s. Federated LoRA sends "
-        f"{_human(fed)} per client-round each way ({cfg.codecs.uplink}): one split step costs "
+        f"{_human(fed)} per client-round each way ({spec}): one split step costs "
         f"{log.bytes_per_step / (2 * fed):.2f} client-rounds of bytes"
     )
     if out is not None:

@@ -47,7 +47,9 @@ def _rank(context: Context, cfg: RunConfig) -> tuple[int, int, int]:
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     pid, _, rank = _rank(context, RunConfig.from_mapping(context.run_config))
-    return Message(protocol.node_info_content(protocol.NodeInfo(pid, rank)), reply_to=msg)
+    device, link = protocol.node_profiles(context.node_config)
+    info = protocol.NodeInfo(pid, rank, device=device, link=link)
+    return Message(protocol.node_info_content(info), reply_to=msg)
 
 
 @app.train()
@@ -83,7 +85,7 @@ def train(msg: Message, context: Context) -> Message:
     trained = flatten(get_adapter(model))  # the adapter: the head of the global layout
     delta = (trained - held[: trained.size]).astype(np.float32)
     feedback = cfg.codecs.error_feedback
-    ef = ErrorFeedback(build(cfg.codecs.uplink), enabled=feedback)
+    ef = ErrorFeedback(build(ins.uplink or cfg.codecs.uplink), enabled=feedback)
     uplink_seed = seeds.uplink(cfg.seed, ins.server_round, pid)
     blob, residual = ef.encode(delta, state.residual, seed=uplink_seed)
     protocol.save_state(context.state, protocol.NodeState(held, residual if feedback else None))

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..compression import build
 from ..errors import ConfigError
+from ..resources import uplink
 from ..strategies import catalog
 from ..strategies.ranks import parse_ranks
 from ..strategies.spec import StrategySpec
@@ -145,19 +146,33 @@ class CodecConfig:
     """How updates cross the network, each way."""
 
     uplink: str = _key(
-        'codec pipeline for client updates, e.g. "topk:0.01|q4|zstd:3"; "none" = raw fp32',
+        'codec pipeline for client updates, e.g. "topk:0.01|q4|zstd:3" ("none" = raw fp32), '
+        'or per client: "auto" (from its link) or "by-link:3g=SPEC,lte=SPEC,*=SPEC"',
         "none",
         key="uplink-codec",
     )
     downlink: str = _key("codec pipeline for the broadcast adapter", "none", key="downlink-codec")
     error_feedback: bool = _key("keep what the uplink codec dropped for the next round", True)
+    auto_uplink_share: float = _key(
+        "uplink-codec=auto: the least lossy pipeline whose upload takes at most this share "
+        "of the client's compute time (of deadline-s when set)",
+        0.1,
+    )
 
     def __post_init__(self) -> None:
-        for key, spec in (("uplink-codec", self.uplink), ("downlink-codec", self.downlink)):
+        for key, check, value in (
+            ("uplink-codec", uplink.parse, self.uplink),
+            ("downlink-codec", build, self.downlink),
+        ):
             try:
-                build(spec)
+                check(value)
             except ValueError as exc:
                 raise ConfigError(f"config key '{key}': {exc}") from None
+        _check(0.0 < self.auto_uplink_share <= 10.0, "auto-uplink-share", "a float in (0, 10]")
+
+    @property
+    def policy(self) -> uplink.Policy:
+        return uplink.parse(self.uplink)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,14 +22,15 @@ from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
 from ..strategies import catalog
-from ..strategies.clock import Clock
+from ..strategies.clock import Clock, Unmetered
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
 from ..strategies.state import export_state, import_state
+from ..strategies.uplinks import UplinkPlan
 from ..task.adapters import get_adapter
 from ..task.models import build_tokenizer
 from ..task.residual import load_global, lora_modules
-from ..task.train import evaluate
+from ..task.train import evaluate, round_flops
 from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import admit, discover
@@ -205,6 +206,7 @@ def _strategy(
     if spec.base_residual:
         inner.modules = lora_modules(model)
     import_state(inner, server_state)
+    clock = clock or Unmetered(nodes.profiles)
     return Compressed(
         inner,
         uplink=cfg.codecs.uplink,
@@ -217,6 +219,26 @@ def _strategy(
         max_norm=cfg.rounds.max_update_norm,
         max_ratio=cfg.rounds.max_update_ratio,
         clock=clock,
+        uplinks=_uplinks(cfg, model, task, clock),
+    )
+
+
+def _uplinks(cfg: RunConfig, model, task, clock: Clock) -> UplinkPlan:
+    """Each client's pipeline; ``auto`` weighs uploads against a round's compute, counted
+    once here on one step of the server's model."""
+    policy, flops = cfg.codecs.policy, 0.0
+    if policy.auto and not cfg.sim.deadline_s:
+        t = cfg.task
+        tok = build_tokenizer(cfg.adapter.model)
+        kw = dict(steps=t.local_steps, batch_size=t.batch_size, max_length=t.max_length)
+        flops = round_flops(model, task, tok, **kw, seed=cfg.seed)
+    return UplinkPlan(
+        policy,
+        clock=clock,
+        round_flops=flops,
+        share=cfg.codecs.auto_uplink_share,
+        deadline_s=cfg.sim.deadline_s,
+        framing=1.0 + cfg.sim.transport_overhead,
     )
 
 

@@ -17,6 +17,8 @@ from flwr.serverapp import Grid
 
 from .. import protocol
 from ..config import RunConfig
+from ..resources import profiles
+from ..resources.profiles import Device, Link
 from ..strategies.catalog import mixed_ranks_refusal
 from .exchange import exchange
 
@@ -25,6 +27,8 @@ from .exchange import exchange
 class Nodes:
     partitions: dict[int, int]  # node id -> partition id
     ranks: dict[int, int]  # partition id -> LoRA rank
+    # partition -> (device, link) profiles its node config names (None: not given)
+    profiles: dict[int, tuple[Device | None, Link | None]] = field(default_factory=dict)
     noted: set[int] = field(default_factory=set)  # late nodes left out, logged once
     asking: dict[str, int] = field(default_factory=dict)  # query message id -> late node
 
@@ -53,6 +57,20 @@ def _rank(cfg: RunConfig, node: int, info) -> int:
     return rank
 
 
+def _profiles(cfg: RunConfig, info) -> tuple[Device | None, Link | None]:
+    """The node's declared profiles from the catalogue (``profiles`` adds a file's)."""
+    if not (info.device or info.link):
+        return None, None
+    catalogue = (profiles.DEVICES, profiles.LINKS)
+    devices, links = profiles.load(cfg.sim.profiles) if cfg.sim.profiles else catalogue
+    for name, known, what in ((info.device, devices, "device"), (info.link, links, "link")):
+        if name and name not in known:
+            raise ValueError(
+                f"node config {what}-profile {name!r} is not a profile; known: {', '.join(known)}"
+            )
+    return devices.get(info.device), links.get(info.link)
+
+
 def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
     """Ask every connected node who it is; refuse a federation that cannot run correctly.
 
@@ -66,7 +84,7 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
                 f"{len(nodes)} of {need} nodes connected within {wait_s:.0f} s (min-train-clients)"
             )
         time.sleep(0.2)
-    partitions, ranks = {}, {}
+    partitions, ranks, found = {}, {}, {}
     for node, info in _ask(grid, nodes, wait_s):
         if isinstance(info, str):
             raise RuntimeError(f"node {node} {info}")
@@ -78,6 +96,10 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
                 "give every SuperNode its own partition-id in --node-config"
             )
         partitions[node], ranks[part] = part, _rank(cfg, node, info)
+        try:
+            found[part] = _profiles(cfg, info)
+        except ValueError as exc:
+            raise RuntimeError(f"node {node}: {exc}") from None
     if not partitions:
         raise RuntimeError("no node answered the partition-id query")
     refusal = mixed_ranks_refusal(cfg.strategy.name)
@@ -85,7 +107,7 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
         raise RuntimeError(
             f"node config lora-r: nodes train ranks {sorted(set(ranks.values()))}, but {refusal}"
         )
-    return Nodes(partitions, ranks)
+    return Nodes(partitions, ranks, found)
 
 
 def admit(grid: Grid, cfg: RunConfig, nodes: Nodes, ranks: set[int]) -> None:
@@ -126,6 +148,10 @@ def _join(cfg: RunConfig, nodes: Nodes, ranks: set[int], online: set[int], node:
         return _left_out(nodes, node, f"reports partition-id {part}, which node {holder[0]} holds")
     if rank not in ranks:
         return _left_out(nodes, node, f"trains rank {rank}, which no view of this run serves")
+    try:
+        nodes.profiles[part] = _profiles(cfg, info)
+    except ValueError as exc:
+        return _left_out(nodes, node, str(exc))
     for old in holder:  # a restarted SuperNode: the same device under a new node id
         del nodes.partitions[old]
     nodes.partitions[node] = part

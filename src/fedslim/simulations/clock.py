@@ -58,6 +58,17 @@ class SimClock:
         plan = self.plans.get(partition)
         return plan.setting if plan else ""
 
+    def link(self, partition: int) -> profiles.Link | None:
+        member = self.members.get(partition)
+        return member.link if member else None
+
+    def compute_s(self, partition: int, flops: float) -> float | None:
+        member, plan = self.members.get(partition), self.plans.get(partition)
+        if member is None or plan is None or plan.refusal:
+            return None
+        factor = memory.Setting.parse(plan.setting).flops_factor if plan.setting else 1.0
+        return flops * factor / plan.throughput / member.device.flops
+
     def price(self, row: ClientRow) -> None:
         member, plan = self.members.get(row.client), self.plans.get(row.client)
         if member is None or plan is None:
@@ -154,3 +165,10 @@ def check(cfg: RunConfig, num_partitions: int) -> None:
         raise
     except (OSError, ValueError) as exc:
         raise ConfigError(f"simulator configuration: {exc}") from None
+    links = load_profiles(cfg)[1]
+    unknown = sorted(cfg.codecs.policy.by_link.keys() - {"*"} - links.keys())
+    if unknown:
+        raise ConfigError(
+            f"config key 'uplink-codec': by-link names link {unknown[0]!r}, which is not a "
+            f"link profile; known: {', '.join(links)}"
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..ledger import ClientRow
+from ..resources.profiles import Device, Link
 
 
 class Clock(Protocol):
@@ -20,6 +21,12 @@ class Clock(Protocol):
     def setting(self, partition: int) -> str:
         """The setting the client trains with, chosen from its device ("": its own)."""
 
+    def link(self, partition: int) -> Link | None:
+        """The client's link profile (None: unknown)."""
+
+    def compute_s(self, partition: int, flops: float) -> float | None:
+        """Seconds the client's device takes for ``flops`` of training (None: unknown)."""
+
     def price(self, row: ClientRow) -> None:
         """Fill the row's simulated seconds, energy, memory and money."""
 
@@ -32,9 +39,21 @@ class Clock(Protocol):
 
 
 class Unmetered:
-    """No simulation: every client available, nothing charged, nobody late."""
+    """No simulation: every client available, nothing charged, nobody late. A deployed
+    node may still name its device and link profiles in its node config, which the
+    server reads to choose its uplink pipeline."""
 
     over_select = 0.0
+
+    def __init__(self, profiles: dict[int, tuple[Device | None, Link | None]] | None = None):
+        self.profiles = profiles or {}  # partition -> (device, link)
+
+    def link(self, partition: int) -> Link | None:
+        return self.profiles.get(partition, (None, None))[1]
+
+    def compute_s(self, partition: int, flops: float) -> float | None:
+        device = self.profiles.get(partition, (None, None))[0]
+        return flops / device.flops if device else None
 
     def available(self, server_round: int, partition: int) -> bool:
         return True

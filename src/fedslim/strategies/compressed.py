@@ -35,6 +35,7 @@ from ..vectors import digest, flatten, size_of
 from .clock import Clock, Unmetered
 from .ranks import RankMap
 from .state import restore, snapshot
+from .uplinks import UplinkPlan
 
 NO_REPLY = "no reply before the round timeout"
 
@@ -54,8 +55,11 @@ class Compressed(Strategy):
         max_norm: float = 0.0,
         max_ratio: float = 0.0,
         clock: Clock | None = None,
+        uplinks: UplinkPlan | None = None,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
+        # each client's own pipeline (uplink-codec=auto, by-link:), sent in its instruction
+        self.uplinks = uplinks if uplinks is not None and uplinks.per_client else None
         self.views, self.seed = views, seed
         self.partitions = partitions  # node id -> partition id
         self.client_options = dict(client_options or {})  # sent in every instruction
@@ -73,6 +77,11 @@ class Compressed(Strategy):
         inner.over_select = self.clock.over_select
         # values a client's update holds (the trainable head of its view), per rank
         self.up_sizes = {r: size_of(views.client_layout(r, up=True)) for r in views.all_ranks()}
+
+    def uplink_of(self, partition: int) -> str:
+        if self.uplinks is None:
+            return self.uplink
+        return self.uplinks(partition, self.up_sizes[self.views.of(partition)])
 
     def holds(self, partition: int) -> np.ndarray:
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
@@ -112,6 +121,7 @@ class Compressed(Strategy):
                 down.base,
                 dict(self.client_options),
                 setting=self.clock.setting(part),
+                uplink=self.uplink_of(part) if self.uplinks else "",
             )
             msg = Message(protocol.train_ins_content(ins), message_type="train", dst_node_id=node)
             row = ClientRow(
@@ -119,6 +129,7 @@ class Compressed(Strategy):
                 client=part,
                 downlink_bytes=wire_bytes(msg),
                 downlink_payload_bytes=len(down.blob),
+                uplink_codec=self.uplink_of(part),
             )
             self.asked[node] = (msg, row)
             out.append(msg)
@@ -239,7 +250,7 @@ class Compressed(Strategy):
         # clients send the leading (trainable) part of their view; residuals only go down
         rank = self.views.of(part)
         start = self.sent[rank][: self.up_sizes[rank]]
-        local = reconstruct(res.blob, start, spec=self.uplink)
+        local = reconstruct(res.blob, start, spec=self.uplink_of(part))
         if not np.isfinite(local).all():
             raise ValueError("update is not finite")
         norm = float(np.linalg.norm(local - start))

@@ -131,6 +131,29 @@ def train_local(
     )
 
 
+def round_flops(
+    model, task: TaskData, tok, *, steps: int, batch_size: int, max_length: int, seed: int
+) -> int:
+    """FLOPs of one client's local round, counted on one step of this model as
+    :func:`train_local` runs it (batches padded to the round's longest example), for
+    planning before any client has trained. The model's weights are left as they were."""
+    rng = np.random.default_rng(seed)
+    rows, labels = _tokenize(task, rng.choice(task.train_idx, steps * batch_size), tok, max_length)
+    width = max(len(r) for r in rows)
+    batch = _pad(task, rows[:batch_size], labels[:batch_size], tok, width)
+    device, _ = compute_of(model)
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.train()
+    with counter:
+        with compute(model):
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+        out.loss.float().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return int(counter.get_total_flops()) * steps
+
+
 @torch.no_grad()
 def evaluate(
     model,

@@ -1,0 +1,167 @@
+"""Per-client uplink pipelines: ``uplink-codec = auto | by-link:...``."""
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Message
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedslim import protocol
+from fedslim.compression import ErrorFeedback, build, decode
+from fedslim.config import RunConfig
+from fedslim.errors import ConfigError
+from fedslim.resources import uplink
+from fedslim.resources.profiles import DEVICES, LINKS
+from fedslim.strategies.catalog import make
+from fedslim.strategies.clock import Unmetered
+from fedslim.strategies.compressed import Compressed
+from fedslim.strategies.ranks import RankMap
+from fedslim.strategies.uplinks import UplinkPlan
+from fedslim.vectors import digest
+
+MINILM_UPDATE = 76_808  # values of WordNet's MiniLM adapter (r=8 on query/value + head)
+
+
+@pytest.mark.parametrize(
+    ("link", "compute_s", "expected"),
+    [  # a MiniLM update (307 KB raw) against 10% of the client's compute time
+        ("wifi", 19.0, "none"),  # 0.06 s of 1.9 s
+        ("lte", 19.0, "none"),  # 0.41 s of 1.9 s
+        ("3g", 74.0, "none"),  # 2.5 s of 7.4 s
+        ("3g", 19.0, "q8|zstd:3"),  # fp32 takes 2.5 s of 1.9 s; q8 0.6 s
+        ("3g", 2.0, "sign|zstd:3"),  # 0.2 s: q4 takes 0.3 s, sign 0.08 s
+        ("geo-satellite", 19.0, "none"),  # 3 Mbit/s up: 0.8 s
+        ("geo-satellite", 0.2, "topk:0.05|q4|zstd:3"),  # sign 0.03 s, top-5% 0.01 s
+        ("3g", 0.05, "topk:0.01|q4|zstd:3"),  # nothing fits: the last rung
+    ],
+)
+def test_auto_picks_the_least_lossy_pipeline_whose_upload_fits_the_share(link, compute_s, expected):
+    got = uplink.choose(
+        uplink.Policy(auto=True), LINKS[link], values=MINILM_UPDATE, compute_s=compute_s, share=0.1
+    )
+    assert got.spec == expected, got.why
+
+
+def test_auto_measures_against_the_deadline_and_an_unknown_link_sends_losslessly():
+    policy, kw = uplink.Policy(auto=True), dict(values=MINILM_UPDATE, share=0.1)
+    assert uplink.choose(policy, None, compute_s=1.0, **kw).spec == "none"
+    # 10% of a 30 s deadline on 3G: fp32's 2.5 s fits whatever the compute time
+    assert uplink.choose(policy, LINKS["3g"], compute_s=0.1, deadline_s=30.0, **kw).spec == "none"
+
+
+def test_by_link_maps_link_names_and_the_star_takes_the_rest():
+    policy = RunConfig.of(uplink_codec="by-link:3g=q4|zstd:3, lte=sign|zstd:3").codecs.policy
+    pick = lambda link: uplink.choose(policy, link, values=10, compute_s=1.0, share=0.1).spec  # noqa: E731
+    assert (pick(LINKS["3g"]), pick(LINKS["lte"]), pick(LINKS["wifi"]), pick(None)) == (
+        "q4|zstd:3", "sign|zstd:3", "none", "none"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ("by-link:3g=q9|zstd:3,*=none", "link '3g': stage 1 'q9'"),
+        ("by-link:3g", "entry '3g'"),
+        ("by-link:3g=q8,3g=q4", "link '3g' is given twice"),
+        ("by-link:", "expected by-link:LINK=SPEC"),
+        ("by-link:3 g=q8", "entry '3 g=q8'"),
+    ],
+)
+def test_a_malformed_by_link_spec_fails_naming_the_link(spec, named):
+    with pytest.raises(ConfigError, match="config key 'uplink-codec'") as err:
+        RunConfig.of(uplink_codec=spec)
+    assert named in str(err.value)
+
+
+def test_a_by_link_name_that_is_no_profile_fails_before_the_run():
+    from fedslim.simulations.clock import check
+
+    with pytest.raises(ConfigError, match="by-link names link 'LTE'"):
+        check(RunConfig.of(uplink_codec="by-link:LTE=q8,*=none"), 2)
+
+
+# ---- one round, three pipelines -------------------------------------------------------
+LAYOUT = (("a", (40, 30)), ("b", (50,)))
+N = 1250
+PARTS = {101: 0, 202: 1, 303: 2}  # node -> partition: on 3G, on LTE, unknown link
+
+
+class _Grid:
+    def get_node_ids(self):
+        return list(PARTS)
+
+
+def _round(updates, *, cheat=()):
+    """A fedavg round under by-link pipelines; clients in ``cheat`` send raw fp32."""
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+    cfg = RunConfig.of(uplink_codec="by-link:3g=q4|zstd:3,lte=sign|zstd:3,*=none")
+    clock = Unmetered({0: (DEVICES["phone-low"], LINKS["3g"]), 1: (None, LINKS["lte"])})
+    views = RankMap(layout=LAYOUT, up_keys={k for k, _ in LAYOUT}, rank=8, ranks={},
+                    initials={8: np.zeros(N, np.float32)})  # fmt: skip
+    inner = make("fedavg", partitions=PARTS, seed=0, fraction_train=1.0, min_train_nodes=1,
+                 options=cfg.to_mapping())  # fmt: skip
+    strategy = Compressed(inner, uplink=cfg.codecs.uplink, downlink="none", views=views,
+                          partitions=PARTS, seed=0, clock=clock,
+                          uplinks=UplinkPlan(cfg.codecs.policy, clock=clock))  # fmt: skip
+    glob = {"a": np.zeros((40, 30), np.float32), "b": np.zeros(50, np.float32)}
+    msgs = strategy.configure_train(1, protocol.arrays_record(glob), ConfigRecord(), _Grid())
+    replies, blobs = [], {}
+    for msg in msgs:
+        node = msg.metadata.dst_node_id
+        ins = protocol.train_ins_from(msg.content)
+        spec = "none" if node in cheat else ins.uplink
+        blobs[node] = ErrorFeedback(build(spec)).encode(updates[node], None, seed=node)[0]
+        held = digest(strategy.pending[PARTS[node]])
+        res = protocol.TrainRes(blobs[node], held, 10 * PARTS[node] + 10, 1.0, 0.1, 1)
+        replies.append(Message(protocol.train_res_content(res), reply_to=msg))
+    record, _ = strategy.aggregate_train(1, replies)
+    return strategy, record, blobs
+
+
+def test_replies_of_different_pipelines_aggregate_like_decoding_each_by_hand():
+    rng = np.random.default_rng(0)
+    updates = {n: rng.normal(scale=0.1, size=N).astype(np.float32) for n in PARTS}
+    strategy, record, blobs = _round(updates)
+    rows = {r.client: r for r in strategy.rows}
+    assert [rows[p].uplink_codec for p in (0, 1, 2)] == ["q4|zstd:3", "sign|zstd:3", "none"]
+    assert all(r.ok for r in rows.values())
+    sizes = [len(blobs[n]) for n in PARTS]
+    assert sizes[1] < sizes[0] < sizes[2]  # sign < q4 < fp32
+    by_hand = sum(w * decode(blobs[n]) for n, w in zip(PARTS, (10, 20, 30), strict=True)) / 60
+    got = np.concatenate([a.numpy().ravel() for a in record.values()])
+    np.testing.assert_allclose(got, by_hand, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(got, sum(updates.values()) / 3, atol=1e-3)  # lossy: not the raw
+
+
+def test_a_client_that_ignores_its_pipeline_is_dropped_and_the_round_goes_on():
+    rng = np.random.default_rng(1)
+    updates = {n: rng.normal(scale=0.1, size=N).astype(np.float32) for n in PARTS}
+    strategy, record, _ = _round(updates, cheat={101})
+    rows = {r.client: r for r in strategy.rows}
+    assert not rows[0].ok and "q4" in rows[0].status, rows[0].status
+    assert rows[1].ok and rows[2].ok and record is not None
+
+
+# ---- a simulation -------------------------------------------------------------------------
+def test_auto_in_a_simulation_gives_the_slow_link_fewer_bits_and_resume_keeps_them(tmp_path):
+    import csv
+
+    from fedslim.config import SimulationConfig
+    from fedslim.simulations.run import simulate
+
+    population = tmp_path / "population.csv"
+    population.write_text("partition,device,link\n0,phone-low,3g\n1,phone-low,wifi\n")
+    out = tmp_path / "run"
+    cfg = RunConfig.of(out=str(out), num_server_rounds=2, num_examples=400, local_steps=5,
+                       uplink_codec="auto", population=str(population))  # fmt: skip
+    sim = SimulationConfig(num_supernodes=2, num_cpus=2)
+    simulate(cfg, sim, report=lambda e, p: None)
+    simulate(cfg.replace(num_server_rounds=3, resume=True), sim, report=lambda e, p: None)
+    with (out / "clients.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    chosen = {(r["round"], r["client"]): r["uplink_codec"] for r in rows if r["status"] == "ok"}
+    assert sorted(chosen) == [(str(t), str(c)) for t in (1, 2, 3) for c in (0, 1)]
+    slow, fast = chosen["1", "0"], chosen["1", "1"]
+    assert uplink.LADDER.index(slow) > uplink.LADDER.index(fast), (slow, fast)
+    assert all(chosen[str(t), "0"] == slow and chosen[str(t), "1"] == fast for t in (2, 3))
+    up = {c: int(next(r for r in rows if r["client"] == c)["uplink_payload_bytes"]) for c in "01"}
+    assert up["0"] < up["1"]
