@@ -1,11 +1,18 @@
-"""The realistic benchmark: the main recipes on WordNet + MiniLM over a mixed population.
+"""The realistic benchmark: the main recipes on WordNet + MiniLM over two populations.
 
-Phones on LTE and 3G, laptops on home WiFi (8 clients, Dirichlet 0.5); each recipe runs
-up to 8 rounds and stops at 0.80 held-out accuracy; the sweep's table, Pareto fronts and
-figures land in runs/bench-wordnet/ (finished runs are reused: delete the directory to
-re-run them). About 30 minutes on 2 cores.
+- ``compute-bound`` (8 clients, Dirichlet 0.5): phones on LTE and 3G, laptops on home
+  WiFi, LoRA r=8 on query/value (307 KB an update): the slowest phone's training sets
+  the round.
+- ``link-bound``: mid-range phones on 3G and laptops behind a GEO satellite dish, LoRA
+  r=16 on every linear layer (2.7 MB an update): uploads set the round.
 
-    python benchmarks/bench_wordnet.py            # or: make bench-wordnet
+Each recipe runs up to 8 rounds per seed and stops at 0.80 held-out accuracy; runs go
+seed by seed (every recipe on seed 0 first). The sweep's table, Pareto fronts and
+figures land in runs/bench-wordnet[-link-bound]/ (finished runs are reused: delete the
+directory to re-run them). About 8 minutes a run on 2 cores.
+
+    python benchmarks/bench_wordnet.py --population link-bound --repeat 3
+    make bench-wordnet                      # both populations, 3 seeds
 """
 
 from __future__ import annotations
@@ -20,11 +27,28 @@ from fedslim.simulations.report import write  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 from fedslim.simulations.sweep import plan_recipes, run_sweep  # noqa: E402
 
-POPULATION = [  # partition: device on link
-    ("phone-mid", "lte"), ("phone-mid", "lte"), ("phone-mid", "lte"),
-    ("phone-low", "3g"), ("phone-low", "3g"),
-    ("laptop", "wifi"), ("laptop", "wifi"), ("laptop", "wifi"),
-]  # fmt: skip
+POPULATIONS = {  # partition: device on link
+    "compute-bound": [
+        ("phone-mid", "lte"), ("phone-mid", "lte"), ("phone-mid", "lte"),
+        ("phone-low", "3g"), ("phone-low", "3g"),
+        ("laptop", "wifi"), ("laptop", "wifi"), ("laptop", "wifi"),
+    ],
+    "link-bound": [
+        ("phone-mid", "3g"), ("phone-mid", "3g"), ("phone-mid", "3g"),
+        ("phone-mid", "3g"), ("phone-mid", "3g"),
+        ("laptop", "geo-satellite"), ("laptop", "geo-satellite"), ("laptop", "geo-satellite"),
+    ],
+}  # fmt: skip
+ADAPTER = {
+    "compute-bound": {},
+    "link-bound": {"lora-targets": "all-linear", "lora-r": 16, "lora-alpha": 32.0},
+}
+LINK_BOUND_RECIPES = {
+    "fedavg fp32": {},
+    "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
+    "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "q8|zstd:3": {"uplink-codec": "q8|zstd:3", "downlink-codec": "q8|zstd:3"},
+}
 RECIPES = {
     "fedavg fp32": {},
     "fedavg recommended": {"uplink-codec": "recommended", "downlink-codec": "q8|zstd:3"},
@@ -40,14 +64,19 @@ RECIPES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-wordnet"))
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--population", choices=sorted(POPULATIONS), default="compute-bound")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="seeds 0..N-1")
+    ap.add_argument("--recipes", default="", help="comma-separated labels (default: all)")
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    population = args.out / "population.csv"
+    suffix = "" if args.population == "compute-bound" else f"-{args.population}"
+    out = args.out or Path(f"runs/bench-wordnet{suffix}")
+    out.mkdir(parents=True, exist_ok=True)
+    members = POPULATIONS[args.population]
+    population = out / "population.csv"
     population.write_text(
         "partition,device,link\n"
-        + "".join(f"{i},{d},{lnk}\n" for i, (d, lnk) in enumerate(POPULATION))
+        + "".join(f"{i},{d},{lnk}\n" for i, (d, lnk) in enumerate(members))
     )
     base = {
         "task": "wordnet",
@@ -58,18 +87,26 @@ def main() -> None:
         "lr": 5e-3,
         "eval-fraction": 0.1,
         "target-accuracy": 0.80,
-        "num-supernodes": len(POPULATION),
+        "num-supernodes": len(members),
         "population": str(population),
+        **ADAPTER[args.population],
     }
-    planned = plan_recipes(RECIPES, base, args.repeat, args.out)
+    recipes = RECIPES if args.population == "compute-bound" else LINK_BOUND_RECIPES
+    if args.recipes:
+        wanted = [r.strip() for r in args.recipes.split(",")]
+        unknown = [r for r in wanted if r not in recipes]
+        if unknown:
+            ap.error(f"--recipes: unknown {unknown[0]!r}; known: {', '.join(recipes)}")
+        recipes = {r: recipes[r] for r in wanted}
+    planned = sorted(plan_recipes(recipes, base, args.repeat, out), key=lambda p: p.repeat)
 
     def on_run(p, skipped: bool) -> None:
         print(f"{p.label} #{p.repeat}: {'reused' if skipped else 'running'}", flush=True)
 
-    run_sweep(planned, args.out, simulate=simulate, on_run=on_run)
-    for path in write(args.out):
+    run_sweep(planned, out, simulate=simulate, on_run=on_run)
+    for path in write(out):
         print("wrote", path)
-    print((args.out / "table.md").read_text())
+    print((out / "table.md").read_text())
 
 
 if __name__ == "__main__":

@@ -154,8 +154,8 @@ class CodecConfig:
     downlink: str = _key("codec pipeline for the broadcast adapter", "none", key="downlink-codec")
     error_feedback: bool = _key("keep what the uplink codec dropped for the next round", True)
     auto_uplink_share: float = _key(
-        "uplink-codec=auto: the least lossy pipeline whose upload takes at most this share "
-        "of the client's compute time (of deadline-s when set)",
+        "uplink-codec=auto: each client's least lossy pipeline whose compute + upload ends "
+        "by (1 + this) x the slowest client's compute (by (1 - this) x deadline-s when set)",
         0.1,
     )
 
@@ -168,7 +168,7 @@ class CodecConfig:
                 check(value)
             except ValueError as exc:
                 raise ConfigError(f"config key '{key}': {exc}") from None
-        _check(0.0 < self.auto_uplink_share <= 10.0, "auto-uplink-share", "a float in (0, 10]")
+        _check(0.0 <= self.auto_uplink_share < 1.0, "auto-uplink-share", "a float in [0, 1)")
 
     @property
     def policy(self) -> uplink.Policy:

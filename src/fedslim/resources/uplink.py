@@ -3,12 +3,13 @@ dominate its round.
 
 ``uplink-codec`` is one pipeline for everybody, or a policy:
 
-- ``auto``: for every client the least lossy pipeline of :data:`LADDER` whose upload
-  takes at most ``auto-uplink-share`` of its compute time (of ``deadline-s`` when the
-  run has one); the last rung when none does, the first when the link or the device
-  is unknown. The
-  upload is timed without the link's round trip, which no codec shortens.
-  Slow links get fewer bits, as in AdaGQ (Liu et al., 2022) and FedLQ.
+- ``auto``: for every client the least lossy pipeline of :data:`LADDER` whose compute
+  plus upload ends by ``(1 + auto-uplink-share) x`` the slowest client's compute time
+  (fast devices on slow links use their slack; no upload stretches the round by more
+  than the share), or by ``(1 - share) x deadline-s`` when the run has one; the last
+  rung when none does, the first when the link or the device is unknown. Uploads are
+  timed without the link's round trip, which no codec shortens. Slow links get fewer
+  bits, as in AdaGQ (Liu et al., 2022) and FedLQ.
 - ``by-link:3g=SPEC,lte=SPEC,*=SPEC``: a pipeline per link name; ``*`` is everybody
   else (``none`` when absent).
 
@@ -112,11 +113,17 @@ def choose(
     *,
     values: int,
     compute_s: float | None,
+    slowest_s: float | None = None,
     share: float,
     deadline_s: float = 0.0,
     framing: float = 1.0,
 ) -> Choice:
-    """A client's pipeline under ``policy``, and why, on its link (None: unknown)."""
+    """A client's pipeline under ``policy``, and why, on its link (None: unknown).
+
+    ``auto``: a round lasts at least as long as its slowest client computes
+    (``slowest_s``), so a client may upload until ``(1 + share) x slowest_s`` after its
+    round starts; with ``deadline_s`` until ``(1 - share) x deadline_s`` (the rest is
+    kept for the download and jitter). Its budget is that minus its own compute time."""
     if not policy.per_client:
         return Choice(policy.fixed, "fixed")
     if policy.by_link:
@@ -126,12 +133,16 @@ def choose(
         return Choice(policy.by_link.get("*", "none"), "by-link *")
     if link is None:
         return Choice(LADDER[0], "auto: link unknown")
-    horizon, of = (deadline_s, "deadline") if deadline_s else (compute_s or 0.0, "compute")
-    if horizon <= 0:
+    if not compute_s:
         return Choice(LADDER[0], "auto: compute time unknown (no device profile)")
-    budget = share * horizon
+    if deadline_s:
+        ends, of = (1 - share) * deadline_s, f"{1 - share:g} x deadline {deadline_s:.1f} s"
+    else:
+        slowest = max(slowest_s or 0.0, compute_s)
+        ends, of = (1 + share) * slowest, f"{1 + share:g} x slowest compute {slowest:.1f} s"
+    budget = ends - compute_s
     for spec in LADDER:
         up = transfer_s(round(upload_bytes(spec, values) * framing), link.up_mbps, 0.0)
         if up <= budget:
-            return Choice(spec, f"auto: upload {up:.2f} s <= {share:g} x {of} {horizon:.1f} s")
-    return Choice(LADDER[-1], f"auto: no rung within {share:g} x {of} {horizon:.1f} s")
+            return Choice(spec, f"auto: compute {compute_s:.1f} s + upload {up:.2f} s <= {of}")
+    return Choice(LADDER[-1], f"auto: no rung uploads within {of} after {compute_s:.1f} s")

@@ -219,15 +219,15 @@ def _strategy(
         max_norm=cfg.rounds.max_update_norm,
         max_ratio=cfg.rounds.max_update_ratio,
         clock=clock,
-        uplinks=_uplinks(cfg, model, task, clock),
+        uplinks=_uplinks(cfg, model, task, clock, sorted(nodes.ranks)),
     )
 
 
-def _uplinks(cfg: RunConfig, model, task, clock: Clock) -> UplinkPlan:
+def _uplinks(cfg: RunConfig, model, task, clock: Clock, partitions: list[int]) -> UplinkPlan:
     """Each client's pipeline; ``auto`` weighs uploads against a round's compute, counted
     once here on one step of the server's model."""
     policy, flops = cfg.codecs.policy, 0.0
-    if policy.auto and not cfg.sim.deadline_s:
+    if policy.auto:
         t = cfg.task
         tok = build_tokenizer(cfg.adapter.model)
         kw = dict(steps=t.local_steps, batch_size=t.batch_size, max_length=t.max_length)
@@ -236,6 +236,7 @@ def _uplinks(cfg: RunConfig, model, task, clock: Clock) -> UplinkPlan:
         policy,
         clock=clock,
         round_flops=flops,
+        partitions=partitions,
         share=cfg.codecs.auto_uplink_share,
         deadline_s=cfg.sim.deadline_s,
         framing=1.0 + cfg.sim.transport_overhead,

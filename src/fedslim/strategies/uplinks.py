@@ -19,6 +19,7 @@ class UplinkPlan:
         *,
         clock: Clock,
         round_flops: float = 0.0,
+        partitions: list[int] = (),
         share: float = 0.1,
         deadline_s: float = 0.0,
         framing: float = 1.0,
@@ -27,6 +28,9 @@ class UplinkPlan:
         self.round_flops, self.share = round_flops, share
         self.deadline_s, self.framing = deadline_s, framing
         self.chosen: dict[int, str] = {}
+        # the round's floor: its slowest client's compute (late joiners do not move it)
+        known = [clock.compute_s(p, round_flops) for p in partitions] if round_flops else []
+        self.slowest_s = max((s for s in known if s), default=0.0)
 
     @property
     def per_client(self) -> bool:
@@ -43,6 +47,7 @@ class UplinkPlan:
                 self.clock.link(partition),
                 values=values,
                 compute_s=compute,
+                slowest_s=self.slowest_s,
                 share=self.share,
                 deadline_s=self.deadline_s,
                 framing=self.framing,
