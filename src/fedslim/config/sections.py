@@ -193,6 +193,10 @@ class RoundsConfig:
         "stop after the first round whose held-out accuracy reaches this (0 = run all rounds)",
         0.0,
     )
+    stop_at_target: bool = _key(
+        "false: run every round, and still report when target-accuracy was first reached",
+        True,
+    )
 
     def __post_init__(self) -> None:
         _check(1 <= self.num_server_rounds <= 10**6, "num-server-rounds", "an integer in 1..10^6")

@@ -138,7 +138,8 @@ class _Run:
             self._record(RoundRow.of(0, self.evaluate(), [], 0.0), [])
         for rnd in range(self.start + 1, cfg.rounds.num_server_rounds + 1):
             row = self._round(rnd)
-            if cfg.rounds.target_accuracy and row.accuracy >= cfg.rounds.target_accuracy:
+            target = cfg.rounds.target_accuracy if cfg.rounds.stop_at_target else 0.0
+            if target and row.accuracy >= target:
                 log(INFO, "target accuracy %.4f reached in round %d", row.accuracy, rnd)
                 break
         extra = {"adapter_params": num_parameters(self.arrays), "nodes": len(self.nodes.partitions)}
