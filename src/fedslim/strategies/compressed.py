@@ -5,10 +5,12 @@ each node then gets a :class:`~fedslim.protocol.TrainIns` whose blob turns what 
 holds into its view of the global adapter (see ``fedslim.transport``; a view is the whole
 adapter, or a rank slice of it, see ``ranks.py``), plus the strategy's client options.
 Nodes holding the same vector share one encoding.
-Uplink: each reply's blob is decoded into the client's update and added to the global
-adapter sent this round (not to the client's lossy copy of it, so what the downlink
-codec dropped stays in the global and goes out next round) before the inner strategy
-sees it, so the inner strategy (FedAvg, FedOpt, ...) only ever handles plain arrays. A
+Uplink: each reply's blob is decoded, with the pipeline that client was told to use (the
+run's, or its own under ``uplink-codec=auto|by-link:``, ``uplinks.py``), into the
+client's update and added to the global adapter sent this round (not to the client's
+lossy copy of it, so what the downlink codec dropped stays in the global and goes out
+next round) before the inner strategy sees it, so the inner strategy (FedAvg, FedOpt,
+...) only ever handles plain arrays. A
 reply that fails to decode, is not finite, is too large, or lacks what aggregation
 needs is dropped with a logged reason; the round goes on. :meth:`Compressed.aggregate`
 returns the new adapter and one ledger row per client; replies are never rewritten.
