@@ -86,8 +86,29 @@ class RunConfig:
             self.adapter.lora_ranks,
         )
         self.strategy.spec.validate(self.to_mapping())
+        self._lora_only()
         if self.strategy.spec.base_residual:  # exact aggregation folds fp32 residuals in
             self._full_precision_base()
+
+    def _lora_only(self) -> None:
+        """FFA-LoRA freezes LoRA's A, exact aggregation folds B A into the base and
+        heterogeneous ranks slice LoRA's factors: none has a meaning for another method."""
+        if self.adapter.adapter_method.strip() == "lora":
+            return
+        spec = self.strategy.spec
+        _check(
+            not (spec.freezes_a or spec.base_residual),
+            "strategy",
+            f"a strategy for any adapter with adapter-method={self.adapter.adapter_method} "
+            f"({self.strategy.name} works on LoRA's factors)",
+            self.strategy.name,
+        )
+        _check(
+            not self.adapter.heterogeneous,
+            "lora-ranks",
+            f'"" with adapter-method={self.adapter.adapter_method} (ranks are LoRA\'s)',
+            self.adapter.lora_ranks,
+        )
 
     def _full_precision_base(self) -> None:
         """Exact aggregation folds a dense fp32 residual into the base weights: a bf16/fp16

@@ -16,6 +16,7 @@ from ..resources import uplink
 from ..strategies import catalog
 from ..strategies.ranks import parse_ranks
 from ..strategies.spec import StrategySpec
+from ..task import methods
 
 
 def _key(text: str, default: Any, key: str | None = None) -> Any:
@@ -88,6 +89,11 @@ class AdapterConfig:
         '"random:DIR" (DIR/config.json\'s shape, seeded random weights: sizing, benchmarks)',
         "tiny",
     )
+    adapter_method: str = _key(
+        'the PEFT method: "lora", or one that exchanges only a few seeded coefficients: '
+        '"vera[:RANK]", "fourierft[:COEFFICIENTS]", "tinylora[:U]" (lora-* keys: LoRA only)',
+        "lora",
+    )
     lora_r: int = _key("LoRA rank", 8)
     lora_alpha: float = _key("LoRA scaling numerator (scale = alpha / r)", 16.0)
     lora_targets: str = _key(
@@ -125,6 +131,10 @@ class AdapterConfig:
                 '"tiny" or an existing model directory',
                 self.model,
             )
+        try:
+            methods.parse(self.adapter_method)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'adapter-method': {exc}") from None
         _check(1 <= self.lora_r <= MAX_RANK, "lora-r", f"an integer in 1..{MAX_RANK}")
         _check(self.lora_alpha > 0, "lora-alpha", "a float > 0")
         try:

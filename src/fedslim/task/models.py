@@ -19,11 +19,12 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
+from peft import TaskType, get_peft_model
 
 from .. import seeds
 from ..resources.memory import Setting
-from . import precision
+from . import methods, precision
+from .methods import Method
 
 TINY = dict(
     hidden_size=128,
@@ -83,6 +84,7 @@ class ModelSpec:
     lora_targets: str
     seed: int
     freeze_a: bool = False  # FFA-LoRA: A stays at its seeded init and is not exchanged
+    method: Method = Method()  # LoRA, or a PEFT method with seeded frozen factors
     setting: Setting = Setting()  # the base's precision / quantization, checkpointing
     device: str = "cpu"
 
@@ -114,6 +116,7 @@ class ModelSpec:
             lora_targets=adapter.lora_targets,
             seed=seed,
             freeze_a=freeze_a,
+            method=methods.parse(adapter.adapter_method),
             setting=setting or Setting(),
             device=device,
         )
@@ -196,7 +199,8 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
     return model.eval()
 
 
-def lora_config(spec: ModelSpec) -> LoraConfig:
+def lora_config(spec: ModelSpec):
+    """The PEFT config of the spec's method (``task/methods.py``)."""
     targets: Any
     if spec.lora_targets == "auto":
         targets = None  # PEFT's per-architecture default (q/v projections)
@@ -204,12 +208,13 @@ def lora_config(spec: ModelSpec) -> LoraConfig:
         targets = "all-linear"
     else:
         targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
-    return LoraConfig(
+    return methods.peft_config(
+        spec.method,
         task_type=TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM,
+        targets=targets,
+        seed=seeds.adapter_init(spec.seed),
         r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=targets,
+        alpha=spec.lora_alpha,
     )
 
 
@@ -228,8 +233,11 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             if "lora_A" in name:
                 param.requires_grad = False
         model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
+    if spec.method.name in methods.DERIVED:  # every node derives these from the base
+        model.exchange_excludes = methods.DERIVED[spec.method.name]
     model = precision.prepare(model, spec.setting, spec.device)  # the adapter in fp32 first
-    _replay_fp32_draw(model, spec.seed)
+    if spec.method.is_lora:
+        _replay_fp32_draw(model, spec.seed)
     return model
 
 

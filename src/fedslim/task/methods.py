@@ -1,0 +1,67 @@
+"""Which PEFT method the adapter is: LoRA, or one whose exchanged state is small by
+construction because its large factors are frozen and regenerated from a shared seed (or
+from the base) on every node, so only a few coefficients train and travel:
+
+- ``vera[:R]`` (VeRA, Kopiczko et al., ICLR 2024): frozen random A and B of rank R drawn
+  from PEFT's ``projection_prng_key``, shared by every layer; per module two trainable
+  scaling vectors (R + out values).
+- ``fourierft[:N]`` (FourierFT, Gao et al., ICML 2024): N trainable spectral
+  coefficients per module at frequencies drawn from a seed; the update is their inverse
+  2-D DFT.
+- ``tinylora[:U]`` (TinyLoRA, arXiv:2602.04118): a rank-2 SVD of each frozen weight
+  (computed from the base on every node), steered by U trainable values projected
+  through fixed seeded tensors.
+
+The seeds are the run's, so every node builds the same frozen parts and the same ``g0``;
+nothing but the trainable coefficients (and a classification head) is exchanged. All are
+PEFT's own implementations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAMES = ("lora", "vera", "fourierft", "tinylora")
+DEFAULT_SIZE = {"vera": 256, "fourierft": 1000, "tinylora": 64}
+# frozen tensors PEFT puts in the adapter state that every node derives itself
+DERIVED = {"tinylora": ("tinylora_A", "tinylora_B")}
+_FORM = re.compile(r"(?P<name>[a-z]+)(:(?P<size>[1-9][0-9]{0,6}))?\Z")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str = "lora"
+    size: int = 0  # vera: rank; fourierft: coefficients per module; tinylora: u
+
+    def __str__(self) -> str:
+        return self.name if self.name == "lora" else f"{self.name}:{self.size}"
+
+    @property
+    def is_lora(self) -> bool:
+        return self.name == "lora"
+
+
+def parse(text: str) -> Method:
+    """``lora``, ``vera[:R]``, ``fourierft[:N]`` or ``tinylora[:U]``; ValueError else."""
+    m = _FORM.match(text.strip())
+    if not m or m["name"] not in NAMES or (m["name"] == "lora" and m["size"]):
+        raise ValueError(
+            f"expected lora, vera[:RANK], fourierft[:COEFFICIENTS] or tinylora[:U], got {text!r}"
+        )
+    name = m["name"]
+    return Method(name, int(m["size"]) if m["size"] else DEFAULT_SIZE.get(name, 0))
+
+
+def peft_config(method: Method, *, task_type, targets, seed: int, r: int, alpha: float):
+    """The PEFT config of ``method`` (LoRA's r and alpha apply to LoRA only)."""
+    from peft import FourierFTConfig, LoraConfig, TinyLoraConfig, VeraConfig
+
+    common = dict(task_type=task_type, target_modules=targets)
+    if method.name == "vera":
+        return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
+    if method.name == "fourierft":
+        return FourierFTConfig(**common, n_frequency=method.size, random_loc_seed=seed)
+    if method.name == "tinylora":
+        return TinyLoraConfig(**common, u=method.size, projection_seed=seed, save_projection=False)
+    return LoraConfig(**common, r=r, lora_alpha=alpha, lora_dropout=0.0)
