@@ -52,8 +52,12 @@ LINK_BOUND_RECIPES = {
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
-    "q4|zstd:3": {"uplink-codec": "q4|zstd:3", "downlink-codec": "q8|zstd:3"},
-    "topk:0.05|q4|zstd:3": {"uplink-codec": "topk:0.05|q4|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "vera, q4|zstd:3": {  # VeRA learns at a higher rate (README, Compression)
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "q4|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
     "ffa recipe (20 steps)": {
         "strategy": "ffa",
         "local-steps": 20,
