@@ -14,7 +14,8 @@ from the base) on every node, so only a few coefficients train and travel:
 
 The seeds are the run's, so every node builds the same frozen parts and the same ``g0``;
 nothing but the trainable coefficients (and a classification head) is exchanged. All are
-PEFT's own implementations.
+PEFT's own implementations (``models.peft_config``); this module imports no torch, so the
+config can check the key.
 """
 
 from __future__ import annotations
@@ -51,17 +52,3 @@ def parse(text: str) -> Method:
         )
     name = m["name"]
     return Method(name, int(m["size"]) if m["size"] else DEFAULT_SIZE.get(name, 0))
-
-
-def peft_config(method: Method, *, task_type, targets, seed: int, r: int, alpha: float):
-    """The PEFT config of ``method`` (LoRA's r and alpha apply to LoRA only)."""
-    from peft import FourierFTConfig, LoraConfig, TinyLoraConfig, VeraConfig
-
-    common = dict(task_type=task_type, target_modules=targets)
-    if method.name == "vera":
-        return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
-    if method.name == "fourierft":
-        return FourierFTConfig(**common, n_frequency=method.size, random_loc_seed=seed)
-    if method.name == "tinylora":
-        return TinyLoraConfig(**common, u=method.size, projection_seed=seed, save_projection=False)
-    return LoraConfig(**common, r=r, lora_alpha=alpha, lora_dropout=0.0)

@@ -19,7 +19,14 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from peft import TaskType, get_peft_model
+from peft import (
+    FourierFTConfig,
+    LoraConfig,
+    TaskType,
+    TinyLoraConfig,
+    VeraConfig,
+    get_peft_model,
+)
 
 from .. import seeds
 from ..resources.memory import Setting
@@ -199,7 +206,7 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
     return model.eval()
 
 
-def lora_config(spec: ModelSpec):
+def adapter_config(spec: ModelSpec):
     """The PEFT config of the spec's method (``task/methods.py``)."""
     targets: Any
     if spec.lora_targets == "auto":
@@ -208,7 +215,7 @@ def lora_config(spec: ModelSpec):
         targets = "all-linear"
     else:
         targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
-    return methods.peft_config(
+    return peft_config(
         spec.method,
         task_type=TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM,
         targets=targets,
@@ -218,14 +225,26 @@ def lora_config(spec: ModelSpec):
     )
 
 
+def peft_config(method: Method, *, task_type, targets, seed: int, r: int, alpha: float):
+    """The PEFT config of ``method`` (LoRA's r and alpha apply to LoRA only)."""
+    common = dict(task_type=task_type, target_modules=targets)
+    if method.name == "vera":
+        return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
+    if method.name == "fourierft":
+        return FourierFTConfig(**common, n_frequency=method.size, random_loc_seed=seed)
+    if method.name == "tinylora":
+        return TinyLoraConfig(**common, u=method.size, projection_seed=seed, save_projection=False)
+    return LoraConfig(**common, r=r, lora_alpha=alpha, lora_dropout=0.0)
+
+
 def build_model(spec: ModelSpec) -> torch.nn.Module:
-    """Base model + LoRA adapter (and trainable head for classification)."""
+    """Base model + adapter (LoRA or another method) and a trainable head for classification."""
     base = build_base(spec)
     torch.manual_seed(seeds.adapter_init(spec.seed))  # identical g0 on every node
     try:
         with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
             warnings.simplefilter("ignore", FutureWarning)
-            model = get_peft_model(base, lora_config(spec))
+            model = get_peft_model(base, adapter_config(spec))
     except ValueError as exc:  # e.g. target modules not found
         raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
     if spec.freeze_a:

@@ -32,7 +32,7 @@ def shape(spec) -> Shape:
     would split it, and the adapter PEFT would add."""
     from peft import get_peft_model
 
-    from .models import lora_config, model_class, model_config
+    from .models import adapter_config, model_class, model_config
 
     config = model_config(spec)
     base = _empty(model_class(spec), config)
@@ -49,7 +49,7 @@ def shape(spec) -> Shape:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            peft = get_peft_model(base, lora_config(spec))
+            peft = get_peft_model(base, adapter_config(spec))
     trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
     text = getattr(config, "text_config", config)
     return Shape(
