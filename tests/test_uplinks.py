@@ -156,9 +156,11 @@ def test_auto_in_a_simulation_gives_the_slow_link_fewer_bits_and_resume_keeps_th
     population.write_text("partition,device,link\n0,phone-low,3g\n1,phone-low,wifi\n")
     out = tmp_path / "run"
     cfg = RunConfig.of(out=str(out), num_server_rounds=2, num_examples=400, local_steps=5,
-                       uplink_codec="auto", population=str(population))  # fmt: skip
+                       uplink_codec="auto", population=str(population),
+                       target_accuracy=0.01, stop_at_target=False)  # fmt: skip
     sim = SimulationConfig(num_supernodes=2, num_cpus=2)
-    simulate(cfg, sim, report=lambda e, p: None)
+    first = simulate(cfg, sim, report=lambda e, p: None)
+    assert first["rounds"] == 2 and first["to_target"]["round"] == 1  # ran on past the target
     simulate(cfg.replace(num_server_rounds=3, resume=True), sim, report=lambda e, p: None)
     with (out / "clients.csv").open() as fh:
         rows = list(csv.DictReader(fh))
