@@ -25,7 +25,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from fedslim.simulations.report import write  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
-from fedslim.simulations.sweep import plan_recipes, run_sweep  # noqa: E402
+from fedslim.simulations.sweep import finished, plan_recipes, run_sweep  # noqa: E402
 
 POPULATIONS = {  # partition: device on link
     "compute-bound": [
@@ -47,6 +47,12 @@ LINK_BOUND_RECIPES = {
     "fedavg fp32": {},
     "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "vera, auto": {
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "auto",
+        "downlink-codec": "q8|zstd:3",
+    },
     "q8|zstd:3": {"uplink-codec": "q8|zstd:3", "downlink-codec": "q8|zstd:3"},
 }
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
@@ -73,6 +79,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="seeds 0..N-1")
     ap.add_argument("--recipes", default="", help="comma-separated labels (default: all)")
+    ap.add_argument("--report-only", action="store_true", help="tabulate the finished runs only")
     args = ap.parse_args()
     suffix = "" if args.population == "compute-bound" else f"-{args.population}"
     out = args.out or Path(f"runs/bench-wordnet{suffix}")
@@ -107,6 +114,8 @@ def main() -> None:
             ap.error(f"--recipes: unknown {unknown[0]!r}; known: {', '.join(recipes)}")
         recipes = {r: recipes[r] for r in wanted}
     planned = sorted(plan_recipes(recipes, base, args.repeat, out), key=lambda p: p.repeat)
+    if args.report_only:
+        planned = [p for p in planned if finished(p)]
 
     def on_run(p, skipped: bool) -> None:
         print(f"{p.label} #{p.repeat}: {'reused' if skipped else 'running'}", flush=True)
