@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--population", choices=sorted(POPULATIONS), default="compute-bound")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="seeds 0..N-1")
-    ap.add_argument("--recipes", default="", help="comma-separated labels (default: all)")
+    ap.add_argument("--recipes", default="", help="labels separated by ; (default: all)")
     ap.add_argument("--report-only", action="store_true", help="tabulate the finished runs only")
     args = ap.parse_args()
     suffix = "" if args.population == "compute-bound" else f"-{args.population}"
@@ -108,7 +108,7 @@ def main() -> None:
     }
     recipes = RECIPES if args.population == "compute-bound" else LINK_BOUND_RECIPES
     if args.recipes:
-        wanted = [r.strip() for r in args.recipes.split(",")]
+        wanted = [r.strip() for r in args.recipes.split(";")]
         unknown = [r for r in wanted if r not in recipes]
         if unknown:
             ap.error(f"--recipes: unknown {unknown[0]!r}; known: {', '.join(recipes)}")
