@@ -65,7 +65,7 @@ def train(
                       max_length=t.max_length, seed=cfg.seed, up=up, down=down,
                       on_step=report)  # fmt: skip
     after = evaluate(model, task, tok, max_length=t.max_length)["accuracy"]
-    spec = cfg.codecs.policy.specs[0]  # a per-client policy: its least lossy pipeline
+    spec = cfg.codecs.policy.default  # per-client policies: what an unknown client sends
     fed = federated_bytes(model, spec)
     console.print(
         f"accuracy {before:.4f} -> {after:.4f} after {steps} steps at k={layer}; "

@@ -58,13 +58,11 @@ class Policy:
         return self.auto or bool(self.by_link)
 
     @property
-    def specs(self) -> list[str]:
-        """Every pipeline the policy can pick."""
+    def default(self) -> str:
+        """What a client sends when nothing is known of its link or device."""
         if self.auto:
-            return list(LADDER)
-        if self.by_link:
-            return sorted(set(self.by_link.values()) | {self.by_link.get("*", "none")})
-        return [self.fixed]
+            return LADDER[0]
+        return self.by_link.get("*", "none") if self.by_link else self.fixed
 
 
 def parse(text: str) -> Policy:
@@ -130,11 +128,11 @@ def choose(
         name = link.name if link else ""
         if name in policy.by_link:
             return Choice(policy.by_link[name], f"by-link {name}")
-        return Choice(policy.by_link.get("*", "none"), "by-link *")
+        return Choice(policy.default, "by-link *")
     if link is None:
-        return Choice(LADDER[0], "auto: link unknown")
+        return Choice(policy.default, "auto: link unknown")
     if not compute_s:
-        return Choice(LADDER[0], "auto: compute time unknown (no device profile)")
+        return Choice(policy.default, "auto: compute time unknown (no device profile)")
     if deadline_s:
         ends, of = (1 - share) * deadline_s, f"{1 - share:g} x deadline {deadline_s:.1f} s"
     else:

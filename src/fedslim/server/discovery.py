@@ -57,12 +57,10 @@ def _rank(cfg: RunConfig, node: int, info) -> int:
     return rank
 
 
-def _profiles(cfg: RunConfig, info) -> tuple[Device | None, Link | None]:
-    """The node's declared profiles from the catalogue (``profiles`` adds a file's)."""
-    if not (info.device or info.link):
-        return None, None
-    catalogue = (profiles.DEVICES, profiles.LINKS)
-    devices, links = profiles.load(cfg.sim.profiles) if cfg.sim.profiles else catalogue
+def _profiles(info) -> tuple[Device | None, Link | None]:
+    """The node's declared profiles, by name from the built-in catalogue (a deployment
+    takes no simulator keys, so no ``profiles`` file)."""
+    devices, links = profiles.DEVICES, profiles.LINKS
     for name, known, what in ((info.device, devices, "device"), (info.link, links, "link")):
         if name and name not in known:
             raise ValueError(
@@ -97,7 +95,7 @@ def discover(grid: Grid, cfg: RunConfig, *, wait_s: float = 120.0) -> Nodes:
             )
         partitions[node], ranks[part] = part, _rank(cfg, node, info)
         try:
-            found[part] = _profiles(cfg, info)
+            found[part] = _profiles(info)
         except ValueError as exc:
             raise RuntimeError(f"node {node}: {exc}") from None
     if not partitions:
@@ -149,7 +147,7 @@ def _join(cfg: RunConfig, nodes: Nodes, ranks: set[int], online: set[int], node:
     if rank not in ranks:
         return _left_out(nodes, node, f"trains rank {rank}, which no view of this run serves")
     try:
-        nodes.profiles[part] = _profiles(cfg, info)
+        nodes.profiles[part] = _profiles(info)
     except ValueError as exc:
         return _left_out(nodes, node, str(exc))
     for old in holder:  # a restarted SuperNode: the same device under a new node id

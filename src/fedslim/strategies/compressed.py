@@ -10,9 +10,9 @@ run's, or its own under ``uplink-codec=auto|by-link:``, ``uplinks.py``), into th
 client's update and added to the global adapter sent this round (not to the client's
 lossy copy of it, so what the downlink codec dropped stays in the global and goes out
 next round) before the inner strategy sees it, so the inner strategy (FedAvg, FedOpt,
-...) only ever handles plain arrays. A
-reply that fails to decode, is not finite, is too large, or lacks what aggregation
-needs is dropped with a logged reason; the round goes on. :meth:`Compressed.aggregate`
+...) only ever handles plain arrays. A reply that fails to decode, is not finite, is too
+large, or lacks what aggregation needs is dropped with a logged reason; the round goes
+on. :meth:`Compressed.aggregate`
 returns the new adapter and one ledger row per client; replies are never rewritten.
 """
 
@@ -116,6 +116,7 @@ class Compressed(Strategy):
                 cache[key] = make_downlink(self.downlink, self.sent[rank], held, seed=seed)
             down = cache[key]
             self.pending[part] = down.held
+            uplink = self.uplink_of(part)
             ins = protocol.TrainIns(
                 server_round,
                 down.blob,
@@ -123,7 +124,7 @@ class Compressed(Strategy):
                 down.base,
                 dict(self.client_options),
                 setting=self.clock.setting(part),
-                uplink=self.uplink_of(part) if self.uplinks else "",
+                uplink=uplink if self.uplinks else "",  # "": the run's uplink-codec
             )
             msg = Message(protocol.train_ins_content(ins), message_type="train", dst_node_id=node)
             row = ClientRow(
@@ -131,7 +132,7 @@ class Compressed(Strategy):
                 client=part,
                 downlink_bytes=wire_bytes(msg),
                 downlink_payload_bytes=len(down.blob),
-                uplink_codec=self.uplink_of(part),
+                uplink_codec=uplink,
             )
             self.asked[node] = (msg, row)
             out.append(msg)

@@ -14,7 +14,7 @@ from the base) on every node, so only a few coefficients train and travel:
 
 The seeds are the run's, so every node builds the same frozen parts and the same ``g0``;
 nothing but the trainable coefficients (and a classification head) is exchanged. All are
-PEFT's own implementations (``models.peft_config``); this module imports no torch, so the
+PEFT's own implementations (``models.adapter_config``); this module imports no torch, so the
 config can check the key.
 """
 
@@ -34,9 +34,6 @@ _FORM = re.compile(r"(?P<name>[a-z]+)(:(?P<size>[1-9][0-9]{0,6}))?\Z")
 class Method:
     name: str = "lora"
     size: int = 0  # vera: rank; fourierft: coefficients per module; tinylora: u
-
-    def __str__(self) -> str:
-        return self.name if self.name == "lora" else f"{self.name}:{self.size}"
 
     @property
     def is_lora(self) -> bool:

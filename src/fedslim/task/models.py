@@ -215,26 +215,16 @@ def adapter_config(spec: ModelSpec):
         targets = "all-linear"
     else:
         targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
-    return peft_config(
-        spec.method,
-        task_type=TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM,
-        targets=targets,
-        seed=seeds.adapter_init(spec.seed),
-        r=spec.lora_r,
-        alpha=spec.lora_alpha,
-    )
-
-
-def peft_config(method: Method, *, task_type, targets, seed: int, r: int, alpha: float):
-    """The PEFT config of ``method`` (LoRA's r and alpha apply to LoRA only)."""
+    task_type = TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM
     common = dict(task_type=task_type, target_modules=targets)
+    method, seed = spec.method, seeds.adapter_init(spec.seed)  # the frozen factors' seed
     if method.name == "vera":
         return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
     if method.name == "fourierft":
         return FourierFTConfig(**common, n_frequency=method.size, random_loc_seed=seed)
     if method.name == "tinylora":
         return TinyLoraConfig(**common, u=method.size, projection_seed=seed, save_projection=False)
-    return LoraConfig(**common, r=r, lora_alpha=alpha, lora_dropout=0.0)
+    return LoraConfig(**common, r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0)
 
 
 def build_model(spec: ModelSpec) -> torch.nn.Module:
