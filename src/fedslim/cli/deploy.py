@@ -204,7 +204,7 @@ def up(
         _fail(exc, 1)
     console.print(
         f"up: SuperLink {local.host}:{local.port} ({'insecure' if insecure else 'TLS'}"
-        f"{', node auth' if auth else ''}, {engine} engine"
+        f"{', node auth' if auth else ''}, {local.engine} engine"
         f"{', emulated links' if links else ''}) and "
         f"{nodes} SuperNodes connected; state and logs in {directory}\n"
         f"next: fedslim deploy run --dir {directory} --out OUT [--set KEY=VALUE ...]"

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from ..config import RunConfig
@@ -48,6 +49,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fast_or_supported() -> str:
+    """The fast engine where its Flower internals check out; else, with one warning, the
+    supported engine (public Flower only), so a Flower upgrade never breaks the default."""
+    from .flower_internals import check_flower
+
+    try:
+        check_flower()
+    except RuntimeError as exc:
+        warnings.warn(
+            f"{exc}. The fast engine's Flower patches are off: this federation runs the "
+            "supported engine (public Flower only, slower rounds).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "supported"
+    return "fast"
+
+
 class LocalDeployment:
     def __init__(
         self,
@@ -67,12 +86,7 @@ class LocalDeployment:
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
         if engine == "fast" and check_engine:
-            from .flower_internals import check_flower
-
-            try:
-                check_flower()
-            except RuntimeError as exc:
-                raise RuntimeError(f"{exc}; --engine supported avoids Flower internals") from None
+            engine = _fast_or_supported()
         if nodes < 1:
             raise ValueError(f"LocalDeployment: nodes must be >= 1, got {nodes}")
         bad = [i for i in node_config or {} if not 0 <= i < nodes]
