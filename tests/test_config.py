@@ -39,6 +39,7 @@ BAD = [  # (values, key named in the error)
     ({"strategy": "krum", "byzantine-clients": "1"}, "min-train-clients"),
     ({"strategy": "fedmedian", "lora-ranks": "4,8"}, "lora-ranks"),
     ({"strategy": "exact", "lora-ranks": "4,8"}, "lora-ranks"),
+    ({"tracker": "wandb"}, "tracker"),
 ]
 
 

@@ -37,7 +37,7 @@ def _rows(path):
 @pytest.fixture(scope="module")
 def two_rounds(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "run"
-    return out, *_run(out, 2)
+    return out, *_run(out, 2, tracker="tensorboard")
 
 
 def test_federation_learns_and_writes_results(two_rounds):
@@ -103,9 +103,44 @@ def test_only_the_adapter_travels_and_the_base_is_untouched(two_rounds):
     assert all(raw < int(c["uplink_bytes"]) < raw * 1.2 for c in clients)
 
 
+def _tensorboard(out) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def _mlflow(out) -> dict[str, list[tuple[int, float]]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    run_id = (out / "mlflow-run-id").read_text()
+    keys = client.get_run(run_id).data.metrics
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
+
+
+KEYS = ("accuracy", "loss", "uplink_bytes", "sim_elapsed_s")
+
+
+def _series(rows, key):
+    return [(int(r["round"]), pytest.approx(float(r[key]), rel=1e-6)) for r in rows]
+
+
+def test_tensorboard_reads_each_rounds_ledger_back(two_rounds):
+    out, *_ = two_rounds
+    logged, rounds = _tensorboard(out), _rows(out / "rounds.csv")
+    for key in KEYS:
+        assert logged[key] == _series(rounds, key), key
+    clients = _rows(out / "clients.csv")  # one series per client
+    mine = [(int(c["round"]), float(c["uplink_bytes"])) for c in clients if c["client"] == "1"]
+    assert logged["client/1/uplink_bytes"] == mine
+
+
 def test_resume_matches_an_uninterrupted_run(two_rounds, tmp_path):
+    """The uninterrupted run logs to MLflow; the resumed one continues its TensorBoard."""
     out, cfg, *_ = two_rounds
-    _, straight, _ = _run(tmp_path / "straight", 3)
+    _, straight, _ = _run(tmp_path / "straight", 3, tracker="mlflow")
     # the server died while writing round 3's checkpoint: debris of a half-written round
     debris = out / "checkpoint" / ".tmp-round-000003"
     debris.mkdir()
@@ -117,6 +152,10 @@ def test_resume_matches_an_uninterrupted_run(two_rounds, tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert resumed["final_accuracy"] == straight["final_accuracy"]
     assert [r["round"] for r in _rows(out / "rounds.csv")] == ["0", "1", "2", "3"]
+    assert [step for step, _ in _tensorboard(out)["accuracy"]] == [0, 1, 2, 3]
+    logged, rounds = _mlflow(tmp_path / "straight"), _rows(tmp_path / "straight" / "rounds.csv")
+    for key in KEYS:
+        assert logged[key] == _series(rounds, key), key
 
 
 def _tiny_bert_dir(path, words):

@@ -11,6 +11,7 @@ and what is accepted, before anything starts.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import tomllib
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 
+TRACKERS = {"none": "", "tensorboard": "tensorboard", "mlflow": "mlflow"}  # name -> package
 SECTIONS = {
     "task": TaskConfig,
     "adapter": AdapterConfig,
@@ -74,9 +76,14 @@ class RunConfig:
     out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
     resume: bool = _key("continue the run in `out` from its last checkpoint", False)
     overwrite: bool = _key("replace a finished or partial run already in `out`", False)
+    tracker: str = _key("none, tensorboard or mlflow: where each round's ledger is logged", "none")
 
     def __post_init__(self) -> None:
         _check(0 <= self.seed < 2**32, "seed", "an integer in 0..2^32-1", self.seed)
+        _check(self.tracker in TRACKERS, "tracker", " or ".join(TRACKERS), self.tracker)
+        package = TRACKERS[self.tracker]
+        missing = package and importlib.util.find_spec(package) is None
+        _check(not missing, "tracker", f"{package} installed (pip install 'fedslim[tracking]')")
         _check(not (self.resume and self.overwrite), "overwrite", "false with resume", True)
         refusal = catalog.mixed_ranks_refusal(self.strategy.name)
         _check(
@@ -161,14 +168,14 @@ class RunConfig:
         out["strategy"] = self.strategy.name
         out |= dict(self.strategy.options)
         run = {"seed": self.seed, "out": self.out, "resume": self.resume}
-        return out | run | {"overwrite": self.overwrite}
+        return out | run | {"overwrite": self.overwrite, "tracker": self.tracker}
 
     def record(self) -> dict[str, Any]:
         """The keys that define the experiment, for results and resume checks: every key
-        except the tuning keys the chosen strategy does not read and ``overwrite`` (how
-        the run was started, not what it is)."""
+        except the tuning keys the chosen strategy does not read, ``overwrite`` and
+        ``tracker`` (how the run was started and watched, not what it is)."""
         spec = self.strategy.spec
-        kept = {k: v for k, v in self.to_mapping().items() if k != "overwrite"}
+        kept = {k: v for k, v in self.to_mapping().items() if k not in ("overwrite", "tracker")}
         return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:

@@ -35,6 +35,7 @@ from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import admit, discover
 from .rounds import play_round
+from .tracking import open_tracker
 
 # (event, payload): "start" (dict) | "round" (a RoundRow) | "end" (the summary dict)
 Reporter = Callable[[str, Any], None]
@@ -123,6 +124,7 @@ class _Run:
         )  # fmt: skip
         self.startup_s = time.monotonic() - t0
         self.eval_s = 0.0
+        self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
 
     def evaluate(self) -> dict[str, float]:
         t0 = time.monotonic()
@@ -132,6 +134,13 @@ class _Run:
         return metrics
 
     def play(self) -> dict:
+        try:
+            return self._play()
+        finally:
+            if self.tracker:
+                self.tracker.close()
+
+    def _play(self) -> dict:
         cfg = self.cfg
         self.report("start", self._start_info())
         if self.start == 0:
@@ -168,6 +177,8 @@ class _Run:
         self.history.clients.extend(rows)
         state = export_state(self.strategy.inner) if row.round else {}
         _persist(self.out, row.round, self.arrays, self.cfg, self.history, state)
+        if self.tracker:
+            self.tracker.log(row, rows)
         self.report("round", row)
 
     def _start_info(self) -> dict:
