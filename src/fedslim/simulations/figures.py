@@ -59,12 +59,11 @@ def curves(runs, path: Path) -> Path:
     return _save(plt, fig, axes, "held-out accuracy", "accuracy of the global adapter", path)
 
 
-def fronts(rows: list[dict], front: list[dict], path: Path) -> Path:
-    from .report import COSTS
-
+def fronts(rows: list[dict], front: list[dict], costs: dict, path: Path) -> Path:
+    """One panel per cost axis, ``costs``: axis -> (table column, label)."""
     plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
-    for ax, (axis, (column, xlabel)) in zip(axes.flat, COSTS.items(), strict=True):
+    for ax, (axis, (column, xlabel)) in zip(axes.flat, costs.items(), strict=True):
         ax.scatter([r[column] for r in rows], [r["final_accuracy"] for r in rows], color="grey")
         for i, r in enumerate(rows, start=1):  # numbered: the key is under the figure
             ax.annotate(str(i), (r[column], r["final_accuracy"]), fontsize=8,

@@ -119,7 +119,7 @@ def write(out: Path) -> list[Path]:
         out / "table.md",
         out / "pareto.csv",
         curves(runs, out / "curves.png"),
-        fronts(rows, front, out / "pareto.png"),
+        fronts(rows, front, COSTS, out / "pareto.png"),
     ]
 
 

@@ -196,7 +196,7 @@ def build_base(spec: ModelSpec) -> torch.nn.Module:
         precision.cast_base(model, setting)
         precision.quantize_linears(model, setting)
     elif spec.model.startswith(RANDOM):
-        from .shape import random_base
+        from .random_base import random_base
 
         model = random_base(model_class(spec), config, setting, seed=spec.seed)
     else:
