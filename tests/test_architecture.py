@@ -21,6 +21,9 @@ OTHER_NAMESPACES = {
     "simulations/sweep.py": {"config"},
     "split/service.py": {"base"},  # the tail service's Info answer
     "deploy/links.py": {"up"},  # `ip link set DEV up`
+    # fedslim.flower's own records (a Flower app's messages, not fedslim's) and the
+    # FedAvg family's metric keys
+    "flower/wire.py": {"base", "held", "residual", "resync", "num-examples", "train-loss"},
 }
 
 

@@ -211,11 +211,13 @@ def test_a_node_that_lost_its_copy_resyncs_and_a_forged_update_is_dropped(identi
 
     reply = compression_mod(ins, context, forged)
     n = wire.split(arrays)[1].size
-    reply.content[wire.UP]["blob"] = build("none").encode(np.full(n, np.nan, np.float32))
+    up = wire.Up.of(reply.content)
+    forged_blob = build("none").encode(np.full(n, np.nan, np.float32))
+    reply.content[wire.UP] = wire.Up(held=up.held, blob=forged_blob, key=up.key).record()
     assert strategy._receive(1, [reply]) == []
     assert strategy.rows[-1].status.startswith("blob spec 'none' != pipeline spec")
     assert 7 in strategy.held  # the copy was proven; only the update is refused
-    assert digest(strategy.held[7]) == reply.content[wire.UP]["held"]
+    assert digest(strategy.held[7]) == up.held
 
 
 def test_a_bad_spec_is_refused_when_the_strategy_is_built():

@@ -26,9 +26,9 @@ import warnings
 from pathlib import Path
 
 from ..config import RunConfig
+from ..config.app_dir import write_app_dir
 from ..protocol import node_config_text
 from ..resources.profiles import Link
-from ..simulations.run import write_app_dir
 from .certs import TlsFiles, make_certs, make_node_key
 from .links import Emulation
 from .processes import Child, stop_all

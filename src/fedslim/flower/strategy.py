@@ -107,12 +107,12 @@ class CompressedStrategy(Strategy):
                 held = self.held[node] = np.zeros(target.size, np.float32)
             seed = seeds.downlink(self.seed, server_round, digest(held))
             down = make_downlink(self.downlink, target, held, seed=seed)
-            fields = {"blob": down.blob, "mode": down.mode, "base": down.base, "key": key}
-            fields |= {"layout": layout.to_json(), "round": server_round, "seed": self.seed}
-            if train:
-                fields |= {"uplink": self.uplink, "feedback": self.error_feedback}
+            ours = wire.Down(
+                down.blob, down.mode, down.base, key, layout, server_round, self.seed,
+                uplink=self.uplink if train else "", feedback=self.error_feedback,
+            )  # fmt: skip
             content = RecordDict({k: r for k, r in msg.content.items() if k != key})
-            content[wire.DOWN] = ConfigRecord(fields)
+            content[wire.DOWN] = ours.record()
             if plain:
                 content[wire.PLAIN] = wire.plain_record(plain)
             new = Message(
@@ -175,34 +175,26 @@ class CompressedStrategy(Strategy):
         node = reply.metadata.src_node_id
         if reply.has_error():
             raise ValueError(f"client error: {reply.error.reason}")
-        if wire.UP not in reply.content.config_records:
-            raise ValueError(f"the reply lacks {wire.UP!r}: is compression_mod in the ClientApp?")
-        up = reply.content[wire.UP]
-        if wire.RESYNC in up:
+        up = wire.Up.of(reply.content)
+        if up.resync:
             self.held.pop(node, None)  # the node restarted from zeros; so do we
-            raise ValueError(f"resync: {up[wire.RESYNC]}")
-        if up.get("held") != digest(sent.held):
+            raise ValueError(f"resync: {up.resync}")
+        if up.held != digest(sent.held):
             raise ValueError("the node holds another copy than the one sent")
         self.held[node] = sent.held  # proven, whatever else is wrong with the reply
         ours = (wire.UP, wire.PLAIN)
         content = RecordDict({k: r for k, r in reply.content.items() if k not in ours})
-        if "blob" in up:  # a train reply
-            blob = wire.field(up, "blob", bytes)
-            row.uplink_payload_bytes = len(blob)
-            local = reconstruct(blob, sent.target, spec=self.uplink)
-            if not np.isfinite(local).all():
-                raise ValueError("update is not finite")
-            norm = float(np.linalg.norm(local - sent.target))
-            if self.max_update_norm and norm > self.max_update_norm:
-                raise ValueError(f"update norm {norm:.3g} exceeds max_update_norm")
-            plain = reply.content.array_records.get(wire.PLAIN)
-            others = {} if plain is None else {k: a.numpy() for k, a in plain.items()}
-            content[wire.field(up, "key", str)] = wire.join(sent.layout, local, others)
-            for metrics in content.metric_records.values():
-                examples = metrics.get("num-examples")
-                if isinstance(examples, int | float):
-                    row.num_examples = int(examples)
-                train_loss = metrics.get("train_loss", metrics.get("train-loss"))
-                if isinstance(train_loss, int | float):
-                    row.train_loss = float(train_loss)
+        if not up.key:  # an evaluation reply: nothing to decode
+            return Message(content, reply_to=sent.msg)
+        row.uplink_payload_bytes = len(up.blob)
+        local = reconstruct(up.blob, sent.target, spec=self.uplink)
+        if not np.isfinite(local).all():
+            raise ValueError("update is not finite")
+        norm = float(np.linalg.norm(local - sent.target))
+        if self.max_update_norm and norm > self.max_update_norm:
+            raise ValueError(f"update norm {norm:.3g} exceeds max_update_norm")
+        plain = reply.content.array_records.get(wire.PLAIN)
+        others = {} if plain is None else {k: a.numpy() for k, a in plain.items()}
+        content[up.key] = wire.join(sent.layout, local, others)
+        row.num_examples, row.train_loss = wire.examples_and_loss(content)
         return Message(content, reply_to=sent.msg)

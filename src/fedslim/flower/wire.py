@@ -21,7 +21,6 @@ DOWN = "fedslim.down"  # ConfigRecord of a compressed instruction
 UP = "fedslim.up"  # ConfigRecord of a compressed reply
 PLAIN = "fedslim.plain"  # ArrayRecord of the arrays no codec touches
 STATE = "fedslim.flower"  # the node's copy and error-feedback residual (Context.state)
-RESYNC = "resync"  # key of UP in a reply whose node held another copy than the server
 
 
 @dataclass(frozen=True)
@@ -116,8 +115,90 @@ def only_array_record(content: RecordDict, what: str) -> tuple[str, ArrayRecord]
     return records[0]
 
 
-def field(record: ConfigRecord, key: str, kind: type):
+@dataclass(frozen=True)
+class Down:
+    """What the strategy sends in place of an instruction's arrays."""
+
+    blob: bytes
+    mode: str  # transport's keep | full | delta
+    base: str  # digest of the copy the node must hold
+    key: str  # the ArrayRecord's key in the instruction
+    layout: Layout
+    round: int
+    seed: int
+    uplink: str = ""  # a train instruction: the pipeline its reply is encoded with
+    feedback: bool = True
+
+    def record(self) -> ConfigRecord:
+        values = {"blob": self.blob, "mode": self.mode, "base": self.base, "key": self.key}
+        values |= {"layout": self.layout.to_json(), "round": self.round, "seed": self.seed}
+        return ConfigRecord(values | {"uplink": self.uplink, "feedback": self.feedback})
+
+    @classmethod
+    def of(cls, content: RecordDict) -> Down | None:
+        """None when the message carries no compressed arrays; ValueError when malformed."""
+        if DOWN not in content.config_records:
+            return None
+        rec = content[DOWN]
+        layout = Layout.from_json(_field(rec, "layout", str))
+        strings = (_field(rec, k, str) for k in ("mode", "base", "key"))
+        numbers = (_field(rec, k, int) for k in ("round", "seed"))
+        extra = (_field(rec, "uplink", str), _field(rec, "feedback", bool))
+        return cls(_field(rec, "blob", bytes), *strings, layout, *numbers, *extra)
+
+
+@dataclass(frozen=True)
+class Up:
+    """What the mod sends back: the copy it holds, and for training the update's blob."""
+
+    held: str = ""
+    blob: bytes = b""
+    key: str = ""  # the reply's ArrayRecord key
+    resync: str = ""  # why the node restarted from zeros instead of running the app
+
+    def record(self) -> ConfigRecord:
+        if self.resync:
+            return ConfigRecord({"resync": self.resync})
+        return ConfigRecord({"held": self.held, "blob": self.blob, "key": self.key})
+
+    @classmethod
+    def of(cls, content: RecordDict) -> Up:
+        if UP not in content.config_records:
+            raise ValueError(f"the reply lacks {UP!r}: is compression_mod in the ClientApp?")
+        rec = content[UP]
+        if "resync" in rec:
+            return cls(resync=str(rec["resync"]))
+        keys = ("held", "blob", "key")
+        return cls(*(_field(rec, k, t) for k, t in zip(keys, (str, bytes, str), strict=True)))
+
+
+def load_state(state: RecordDict, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The node's copy and error-feedback residual; zeros when it has none of this size."""
+    rec = state.array_records.get(STATE)
+    if rec is None or "held" not in rec or rec["held"].numpy().size != size:
+        return np.zeros(size, np.float32), None
+    return rec["held"].numpy(), (rec["residual"].numpy() if "residual" in rec else None)
+
+
+def save_state(state: RecordDict, held: np.ndarray, residual: np.ndarray | None) -> None:
+    arrays = {"held": held} | ({} if residual is None else {"residual": residual})
+    state[STATE] = plain_record(arrays)
+
+
+def examples_and_loss(content: RecordDict) -> tuple[int, float]:
+    """Weight and training loss in the FedAvg family's metric record (0, nan if absent)."""
+    examples, loss = 0, float("nan")
+    for metrics in content.metric_records.values():
+        if isinstance(metrics.get("num-examples"), int | float):
+            examples = int(metrics["num-examples"])
+        for key in ("train_loss", "train-loss"):
+            if isinstance(metrics.get(key), int | float):
+                loss = float(metrics[key])
+    return examples, loss
+
+
+def _field(record: ConfigRecord, key: str, kind: type):
     value = record.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError(f"{key!r} missing or not {kind.__name__}")
     return value

@@ -16,39 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import RunConfig, SimulationConfig
+from ..config.app_dir import write_app_dir
 
 Reporter = Callable[[str, dict], None]
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_app_dir(
-    directory: Path, run: RunConfig, clientapp: str = "fedslim.client.app:app"
-) -> Path:
-    lines = [
-        "[project]",
-        'name = "fedslim-run"',
-        'version = "0.1.0"',
-        "dependencies = []",
-        "",
-        "[tool.flwr.app]",
-        'publisher = "fedslim"',
-        "",
-        "[tool.flwr.app.components]",
-        'serverapp = "fedslim.server.app:app"',
-        f'clientapp = "{clientapp}"',
-        "",
-        "[tool.flwr.app.config]",
-        *(f"{k} = {_toml_value(v)}" for k, v in run.to_mapping().items()),
-    ]
-    (directory / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return directory
 
 
 class _OwnWarningsOnly(logging.Filter):
