@@ -84,6 +84,11 @@ def test_a_strategy_owns_its_options_and_the_record_keeps_only_those_it_reads():
         "proximal-mu": 0.2
     }
     assert RunConfig.of().strategy.client_options() == {}
+    from fedslim.strategies.catalog import train_args
+
+    assert train_args({"proximal-mu": 0.2}) == {"proximal_mu": 0.2}  # what the client runs
+    with pytest.raises(ValueError, match="unknown client option 'server-lr'"):
+        train_args({"server-lr": 0.1})  # the server's alone
 
 
 def test_capabilities_replace_strategy_names():

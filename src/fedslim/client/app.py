@@ -17,7 +17,7 @@ from .. import protocol, seeds
 from ..compression import ErrorFeedback, build
 from ..config import RunConfig
 from ..resources.memory import Setting
-from ..strategies.fedprox import PROXIMAL_MU
+from ..strategies.catalog import train_args
 from ..task.adapters import get_adapter
 from ..task.models import build_tokenizer
 from ..task.partition import partition_indices
@@ -80,7 +80,7 @@ def train(msg: Message, context: Context) -> Message:
         lr=cfg.task.lr,
         max_length=cfg.task.max_length,
         seed=seeds.local_training(cfg.seed, ins.server_round, pid),
-        proximal_mu=ins.options.get(PROXIMAL_MU.key, 0.0),
+        **train_args(ins.options),  # what the run's strategy declares for clients
     )
     trained = flatten(get_adapter(model))  # the adapter: the head of the global layout
     delta = (trained - held[: trained.size]).astype(np.float32)

@@ -36,6 +36,15 @@ STRATEGIES: dict[str, StrategySpec] = {
 OPTIONS: dict[str, Option] = {o.key: o for s in STRATEGIES.values() for o in s.options}
 
 
+def train_args(options: Mapping[str, float]) -> dict[str, float]:
+    """A train instruction's strategy options as ``train_local`` keywords; a key no
+    strategy declares for clients is a ValueError (a newer server, or a forged message)."""
+    unknown = [k for k in options if k not in OPTIONS or not OPTIONS[k].train_arg]
+    if unknown:
+        raise ValueError(f"train instruction carries an unknown client option {unknown[0]!r}")
+    return {OPTIONS[k].train_arg: float(v) for k, v in options.items()}
+
+
 def spec(name: str) -> StrategySpec:
     if name not in STRATEGIES:
         raise ValueError(

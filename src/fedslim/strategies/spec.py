@@ -25,6 +25,7 @@ class Option:
     help: str
     accepted: str  # what a valid value is, for the error message
     valid: Callable[[Any], bool]
+    train_arg: str = ""  # the train_local keyword clients get it as ("": the server's alone)
 
     def check(self, value: Any) -> None:
         if not self.valid(value):
@@ -38,7 +39,6 @@ class StrategySpec:
     flower: type  # the Flower strategy class; fedslim's deterministic sampling goes under it
     kwargs: Callable[[Mapping[str, Any]], dict] = lambda o: {}  # run config -> constructor
     options: tuple[Option, ...] = ()  # the tuning keys it reads
-    client_options: tuple[str, ...] = ()  # option keys every train instruction carries
     freezes_a: bool = False  # LoRA's A stays at its seeded init and never travels
     base_residual: bool = False  # a dense residual rides the adapter, folded into the base
     one_rank: str | None = None  # why every node must train the same rank (None: ranks mix)
@@ -47,3 +47,8 @@ class StrategySpec:
 
     def reads(self, key: str) -> bool:
         return any(o.key == key for o in self.options)
+
+    @property
+    def client_options(self) -> tuple[str, ...]:
+        """The option keys every train instruction carries (those with a ``train_arg``)."""
+        return tuple(o.key for o in self.options if o.train_arg)
