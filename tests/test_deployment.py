@@ -70,7 +70,7 @@ def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
     SuperNode 0 declares itself a weak device (rank 4 of the run's 8) on 3G in its node
     config, and gets the pipeline the run names for 3G."""
     out, work = tmp_path / "run", tmp_path / "deploy"
-    args = ["deploy", "--out", str(out), "--workdir", str(work), "--set", "num-supernodes=2"]
+    args = ["deploy", "--out", str(out), "--dir", str(work), "--nodes", "2"]
     args += ["--node-config", "0:lora-r=4", "--node-config", "0:link-profile=3g"]
     for kv in ("num-server-rounds=1", "num-examples=400", "local-steps=5",
                "uplink-codec=by-link:3g=sign|zstd:3,*=q8|zstd:3",
@@ -101,17 +101,11 @@ def test_a_federation_on_the_deployment_engine_over_tls(tmp_path):
     ],
 )
 def test_bad_node_config_fails_before_any_process_starts(tmp_path, item, code, words):
-    args = [
-        "deploy",
-        "--workdir",
-        str(tmp_path),
-        "--set",
-        "num-supernodes=2",
-        "--node-config",
-        item,
-    ]
-    result = CliRunner().invoke(cli, args)
+    args = ["deploy", "--workdir", str(tmp_path), "--set", "num-supernodes=2"]  # old names
+    result = CliRunner().invoke(cli, [*args, "--node-config", item])
     assert result.exit_code == code and words in result.output
+    for old, new in (("--workdir", "--dir"), ("num-supernodes", "--nodes")):
+        assert f"warning: {old} is now {new}" in result.output
     assert not list(tmp_path.glob("*.log"))
 
 
@@ -180,8 +174,8 @@ def test_deploy_stops_everything_it_started_when_terminated(tmp_path, sig):
     import time
 
     work = tmp_path / "deploy"
-    args = [sys.executable, "-m", "fedslim.cli", "deploy", "--insecure", "--workdir", str(work)]
-    args += ["--out", str(tmp_path / "run"), "--set", "num-supernodes=2"]
+    args = [sys.executable, "-m", "fedslim.cli", "deploy", "--insecure", "--dir", str(work)]
+    args += ["--out", str(tmp_path / "run"), "--nodes", "2"]
     args += ["--set", "num-server-rounds=50", "--set", "num-examples=400"]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:

@@ -117,6 +117,14 @@ def _report(summary: dict, run, t0: float) -> None:
     )
 
 
+def _renamed(old: str, new: str, old_value, new_value):
+    """The value of an option given under its former name, with a warning (``deploy up``
+    and ``deploy`` share one vocabulary); the new name wins when both are given."""
+    if old_value is not None:
+        console.print(f"warning: {old} is now {new} (the old spelling will be removed)")
+    return new_value if new_value is not None else old_value
+
+
 @deploy_cli.callback()
 def deploy(
     ctx: typer.Context,
@@ -125,38 +133,44 @@ def deploy(
     out: OutOpt = None,
     insecure: InsecureOpt = False,
     overwrite: OverwriteOpt = False,
-    workdir: Annotated[
-        Path, typer.Option("--workdir", help="certificates, Flower's home and process logs")
-    ] = Path("runs/deploy"),
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="certificates, Flower's home and process logs [runs/deploy]"),
+    ] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="SuperNodes to start [5]")] = None,
+    workdir: Annotated[Path | None, typer.Option("--workdir", hidden=True)] = None,
     node_config: NodeConfigOpt = None,
     engine: EngineOpt = "fast",
     auth: AuthOpt = False,
 ) -> None:
-    """One job, start to finish: a SuperLink and num-supernodes SuperNodes start on
-    127.0.0.1, the job is submitted with `flwr run`, and every process is stopped at the
-    end. `fedslim deploy up` keeps a federation running for many jobs instead."""
+    """One job, start to finish: a SuperLink and --nodes SuperNodes start on 127.0.0.1,
+    the job is submitted with `flwr run`, and every process is stopped at the end.
+    `fedslim deploy up` keeps a federation running for many jobs instead."""
     if ctx.invoked_subcommand is not None:
         return
     t0 = time.monotonic()
     run, sim = _job(config, set_, out, overwrite)
+    directory = _renamed("--workdir", "--dir", workdir, directory) or Path("runs/deploy")
+    said = sim.num_supernodes if sim.num_supernodes != type(sim)().num_supernodes else None
+    nodes = _renamed("num-supernodes", "--nodes", said, nodes) or sim.num_supernodes
     extra = _node_config(node_config)
     from ..deploy.local import LocalDeployment
 
     console.print(
-        f"fedslim: SuperLink + {sim.num_supernodes} SuperNodes on 127.0.0.1 "
+        f"fedslim: SuperLink + {nodes} SuperNodes on 127.0.0.1 "
         f"({'insecure' if insecure else 'TLS'}), {run.rounds.num_server_rounds} rounds -> {run.out}"
-        f"\nprocess logs: {workdir}/*.log"
+        f"\nprocess logs: {directory}/*.log"
     )
     try:
         with LocalDeployment(
-            workdir,
-            sim.num_supernodes,
+            directory,
+            nodes,
             tls=not insecure,
             node_config=extra,
             engine=engine,
             auth=auth,
         ) as local:
-            console.print(f"{sim.num_supernodes} SuperNodes connected; submitting the run")
+            console.print(f"{nodes} SuperNodes connected; submitting the run")
             summary = local.submit(run, echo=lambda s: console.print(s, markup=False))
     except Exception as exc:
         _fail(exc, 1)
