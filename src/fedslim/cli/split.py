@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ConfigError, RunConfig, parse_assignments
+from ..config import ConfigError, parse_assignments
 from .common import SetOpt, _fail, cli, console
 
 split_cli = typer.Typer(no_args_is_help=True, help="Split inference: device head, server tail.")
@@ -25,34 +25,11 @@ AdapterOpt = Annotated[
 
 
 def load(model: str | None, adapter: Path | None, set_: list[str] | None):
-    """(run config, model, task) for a split command: the run's own config and adapter
-    with --adapter, else the config from --model and --set with the seeded initial adapter."""
-    from ..client.workload import run_model, run_task
-    from ..server import checkpoint
-    from ..task.residual import load_global
+    """(run config, model, task): the run's own config and adapter with --adapter, else
+    the config from --model and --set with the seeded initial adapter."""
+    from ..server.trained import trained_model
 
-    values = parse_assignments(set_ or [])
-    ckpt = None
-    if adapter is not None:
-        where = adapter / "checkpoint" if (adapter / "checkpoint").is_dir() else adapter
-        try:
-            ckpt = checkpoint.load(where)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ConfigError(
-                f"--adapter {adapter}: {str(exc).replace('--resume: ', '')}"
-            ) from None
-        saved = dict(ckpt.config) | {"out": ".", "resume": False}
-        if model is not None and model != saved.get("model"):
-            raise ConfigError(f"--model {model}: the run in {adapter} used {saved.get('model')}")
-        values = saved | values
-    elif model is not None:
-        values["model"] = model
-    cfg = RunConfig.from_mapping(values)
-    task = run_task(cfg)
-    built = run_model(cfg, task)
-    if ckpt is not None:
-        load_global(built, ckpt.adapter)
-    return cfg, built.eval(), task
+    return trained_model(model, adapter, parse_assignments(set_ or []))
 
 
 def _table(title: str, all_k, ends) -> Table:
