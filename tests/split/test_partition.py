@@ -109,3 +109,23 @@ def test_a_model_whose_output_head_the_tail_cannot_run_is_refused():
                         intermediate_size=32, is_decoder=True)  # fmt: skip
     with pytest.raises(ValueError, match="output head is none of score, classifier, lm_head"):
         split(BertLMHeadModel(config), 1)
+
+
+def test_a_folded_residual_counts_as_adapter_in_the_fingerprint():
+    """Exact aggregation folds a residual into base weights: the base fingerprint stays
+    the built one (the untouched weights are kept aside), the adapter's changes."""
+    import numpy as np
+
+    from fedslim.split.fingerprint import fingerprint
+    from fedslim.task.residual import global_state, load_global
+
+    spec = ModelSpec(model="tiny", kind="cls", num_labels=4, lora_r=4, lora_alpha=8.0,
+                     lora_targets="auto", seed=0)  # fmt: skip
+    model, fresh = build_model(spec), build_model(spec)
+    arrays = global_state(model, exact=True)
+    residual = next(k for k in arrays if k.startswith("residual:"))
+    arrays[residual] = np.full(arrays[residual].shape, 0.5, np.float32)
+    for _ in range(2):  # idempotent: folded onto the kept original, not onto the last fold
+        load_global(model, arrays)
+    before, after = fingerprint(fresh), fingerprint(model)
+    assert after.base == before.base and after.adapter != before.adapter

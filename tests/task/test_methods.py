@@ -53,3 +53,13 @@ def test_a_method_exchanges_only_its_coefficients_and_every_node_starts_alike(te
 def test_a_method_and_a_lora_only_strategy_are_refused_before_the_run(keys, named):
     with pytest.raises(ConfigError, match=f"config key '{named}'"):
         RunConfig.of(**keys)
+
+
+def test_lora_names_are_pefts():
+    from peft.tuners.lora import LoraLayer
+
+    from fedslim.task.lora_names import LORA_A, LORA_B, rank_axis
+
+    assert (LORA_A, LORA_B) == LoraLayer.adapter_layer_names[:2]
+    assert rank_axis(f"m.q.{LORA_A}.weight") == 0 and rank_axis(f"m.q.{LORA_B}.weight") == 1
+    assert rank_axis("m.classifier.weight") is None

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ..task.lora_names import ADAPTER_MARKS
 from ..task.precision import base_tensors, update_hash
-
-_ADAPTER = ("lora_", "modules_to_save")
+from ..task.residual import original
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ def fingerprint(model) -> Fingerprint:
     """Quantization state (bitsandbytes' scales) and the dtype are part of the base."""
     base, adapter = hashlib.sha256(), hashlib.sha256()
     for name, p in base_tensors(model):
-        if any(s in name for s in _ADAPTER):
+        if any(s in name for s in ADAPTER_MARKS):
             update_hash(adapter, name, p)
             continue
-        w0 = getattr(p, "fedslim_w0", None)  # set where a residual was folded in
+        w0 = original(p)  # where a residual was folded in
         update_hash(base, name, p if w0 is None else w0)
         if w0 is not None:
             update_hash(adapter, "residual:" + name, p - w0)

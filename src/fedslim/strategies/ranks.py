@@ -14,16 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..task.lora_names import rank_axis
 from ..vectors import flatten, unflatten
-
-
-def rank_axis(key: str) -> int | None:
-    """Which axis of a tensor is LoRA's rank: A is (r, in), B is (out, r)."""
-    if ".lora_A." in key:
-        return 0
-    if ".lora_B." in key:
-        return 1
-    return None
 
 
 def _take(arr: np.ndarray, axis: int | None, r: int) -> np.ndarray:

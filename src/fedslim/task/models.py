@@ -31,6 +31,7 @@ from peft import (
 from .. import seeds
 from ..resources.memory import Setting
 from . import methods, precision
+from .lora_names import LORA_A
 from .methods import Method
 
 TINY = dict(
@@ -239,9 +240,9 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
         raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
     if spec.freeze_a:
         for name, param in model.named_parameters():
-            if "lora_A" in name:
+            if LORA_A in name:
                 param.requires_grad = False
-        model.exchange_excludes = ("lora_A",)  # read by task.adapters.get_adapter
+        model.exchange_excludes = (LORA_A,)  # read by task.adapters.get_adapter
     if spec.method.name in methods.DERIVED:  # every node derives these from the base
         model.exchange_excludes = methods.DERIVED[spec.method.name]
     model = precision.prepare(model, spec.setting, spec.device)  # the adapter in fp32 first

@@ -8,15 +8,33 @@ Every node applies the same residual to the same base, so all hold the exact ave
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
 from .adapters import get_adapter, set_adapter
+from .lora_names import a_key, b_key
 
 PREFIX = "residual:"
-_A, _B = ".lora_A.weight", ".lora_B.weight"
+_A = a_key("")  # ".lora_A.weight"
+# id of a base weight with a residual folded in -> (the weight, the untouched weight);
+# by id, as tensors compare element-wise, and dropped when the weight is
+_ORIGINAL: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
+
+
+def original(weight: torch.Tensor) -> torch.Tensor | None:
+    """The base weight as built, where a residual was folded into it (None: never)."""
+    entry = _ORIGINAL.get(id(weight))
+    return entry[1] if entry is not None and entry[0]() is weight else None
+
+
+def _keep_original(weight: torch.Tensor) -> torch.Tensor:
+    if original(weight) is None:
+        _ORIGINAL[id(weight)] = (weakref.ref(weight), weight.detach().clone())
+        weakref.finalize(weight, _ORIGINAL.pop, id(weight), None)
+    return _ORIGINAL[id(weight)][1]
 
 
 def lora_modules(model) -> list[tuple[str, str, str, float]]:
@@ -27,7 +45,7 @@ def lora_modules(model) -> list[tuple[str, str, str, float]]:
         if key.endswith(_A):
             path = key[: -len(_A)]
             scaling = modules[path].scaling["default"]
-            out.append((PREFIX + path, key, path + _B, float(scaling)))
+            out.append((PREFIX + path, key, b_key(path), float(scaling)))
     return out
 
 
@@ -50,7 +68,6 @@ def load_global(model, arrays: dict[str, np.ndarray]) -> None:
         if not key.startswith(PREFIX):
             continue
         weight = modules[key[len(PREFIX) :]].base_layer.weight
-        if not hasattr(weight, "fedslim_w0"):
-            weight.fedslim_w0 = weight.detach().clone()  # the untouched base, kept once
+        w0 = _keep_original(weight)  # the untouched base, kept once
         with torch.no_grad():
-            weight.copy_(weight.fedslim_w0 + torch.from_numpy(residual))
+            weight.copy_(w0 + torch.from_numpy(residual))
