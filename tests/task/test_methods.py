@@ -60,6 +60,6 @@ def test_lora_names_are_pefts():
 
     from fedslim.task.lora_names import LORA_A, LORA_B, rank_axis
 
-    assert (LORA_A, LORA_B) == LoraLayer.adapter_layer_names[:2]
+    assert LoraLayer.adapter_layer_names[:2] == (LORA_A, LORA_B)
     assert rank_axis(f"m.q.{LORA_A}.weight") == 0 and rank_axis(f"m.q.{LORA_B}.weight") == 1
     assert rank_axis("m.classifier.weight") is None
