@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup demo test bench bench-convergence bench-wordnet lint clean
+.PHONY: setup demo test test-flwr-newest bench bench-convergence bench-wordnet lint clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=15
+
+# the deployment tests against the newest flwr on the package index, in a venv of its own
+# (under a Flower the fast engine was not tested with, deploy falls back with one warning)
+test-flwr-newest:
+	test -x .venv-flwr/bin/python || $(PY) -m venv .venv-flwr
+	.venv-flwr/bin/pip install -q --upgrade pip
+	.venv-flwr/bin/pip install -q torch==2.13.0
+	.venv-flwr/bin/pip install -q -e ".[dev]"
+	.venv-flwr/bin/pip install -q --upgrade "flwr[simulation]"
+	.venv-flwr/bin/pip show flwr | grep -i '^version'
+	.venv-flwr/bin/python -m pytest -q tests/test_deployment.py tests/test_deploy_faults.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codecs.py
