@@ -27,12 +27,15 @@ def _identity():
 
 
 class _Grid:
+    def __init__(self, parts=PARTS):
+        self.parts = parts
+
     def get_node_ids(self):
-        return list(PARTS)
+        return list(self.parts)
 
 
-def _compressed(name, parts, views, **kw):
-    cfg = RunConfig.of(strategy=name)
+def _compressed(name, parts, views, options=None, **kw):
+    cfg = RunConfig.of(strategy=name, **(options or {}))
     inner = make(
         name,
         partitions=parts,
@@ -73,7 +76,7 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twic
     """
     msgs = {
         m.metadata.dst_node_id: m
-        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid())
+        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid(parts))
     }
     replies = []
     for node, delta in updates.items():
@@ -118,19 +121,48 @@ def test_fedavg_is_the_weighted_mean_of_client_updates():
     assert np.allclose(flat, (30 * 1 + 10 * 3) / 40)
 
 
+FIVE = {101: 0, 202: 1, 303: 2, 404: 3, 505: 4}
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("fedmedian", {}, 3.0),  # the middle of 1, 2, 3, 5, 100
+        ("fedtrimmedavg", {"trim_beta": 0.2}, (2 + 3 + 5) / 3),  # one cut at each end
+        ("fedtrimmedavg", {"trim_beta": 0.0}, (1 + 2 + 3 + 5 + 100) / 5),  # nothing cut
+        # Krum, f = 1: each update's squared distances to its n - f - 2 = 2 nearest, in
+        # units of N: 1 -> 1 + 4, 2 -> 1 + 1, 3 -> 1 + 4, 5 -> 4 + 9; the 2 wins
+        ("krum", {"byzantine_clients": 1, "min_train_clients": 5}, 2.0),
+    ],
+)
+def test_robust_aggregators_follow_their_definitions(name, options, expected):
+    """Hand-computed cases, weights ignored as the definitions say: five clients send
+    c * ones with c = 1, 2, 3, 5, 100 (the last an outlier)."""
+    views = RankMap(layout=LAYOUT, up_keys={k for k, _ in LAYOUT}, rank=8, ranks={},
+                    initials={8: np.zeros(N, np.float32)})  # fmt: skip
+    strategy = _compressed(name, FIVE, views, options)[1]
+    updates = {n: c * np.ones(N, np.float32) for n, c in zip(FIVE, (1, 2, 3, 5, 100))}
+    glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
+    weights = dict(zip(FIVE, (50, 1, 1, 1, 1000), strict=True))
+    arrays, _ = _play(strategy, glob, updates, weights, parts=FIVE)
+    flat = np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()])
+    assert np.allclose(flat, expected)
+
+
 def test_sampling_is_seeded_and_by_partition():
-    picks = []
-    for _ in range(2):
-        s = make(
-            "fedavg",
-            partitions=PARTS,
-            seed=5,
-            fraction_train=0.67,
-            min_train_nodes=1,
-            options=RunConfig.of().to_mapping(),
-        )
-        picks.append([s.sample(r) for r in range(1, 6)])
-    assert picks[0] == picks[1] and all(len(p) == 2 for p in picks[0])
+    """The same seed picks the same partitions, whatever node ids they have this time (a
+    restarted SuperNode gets a new one); another seed picks others."""
+
+    def picked(parts, seed):
+        s = make("fedavg", partitions=parts, seed=seed, fraction_train=0.4, min_train_nodes=1,
+                 options=RunConfig.of().to_mapping())  # fmt: skip
+        return [sorted(parts[n] for n in s.sample(r)) for r in range(1, 9)]
+
+    parts = {100 + p: p for p in range(5)}
+    renamed = {900 - 7 * p: p for p in range(5)}  # other ids, in another order
+    assert picked(parts, 5) == picked(renamed, 5)
+    assert all(len(p) == 2 for p in picked(parts, 5))
+    assert picked(parts, 5) != picked(parts, 6)
 
 
 HOSTILE = [  # (what the client sends, words the drop reason contains)
