@@ -1,6 +1,7 @@
 """Checkpoints survive a crash at any point of their writing, and refuse damage clearly."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,23 +55,47 @@ CRASH = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("point", range(1, 16))
-def test_a_crash_at_any_point_of_a_write_leaves_a_consistent_checkpoint(tmp_path, point):
-    checkpoint.save(tmp_path, _ckpt(1))
+def _calls_in_one_save(tmp_path, monkeypatch) -> int:
+    """How many fsync / rename / replace / save_file calls one checkpoint write makes:
+    the points where a crash can strike."""
+    calls = [0]
+
+    def counting(real):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    with monkeypatch.context() as m:
+        for name in ("fsync", "rename", "replace"):
+            m.setattr(os, name, counting(getattr(os, name)))
+        m.setattr(checkpoint, "save_file", counting(checkpoint.save_file))
+        checkpoint.save(tmp_path, _ckpt(1))
+        calls[0] = 0
+        checkpoint.save(tmp_path, _ckpt(2))  # a later round: old generations to drop too
+    return calls[0]
+
+
+def test_a_crash_at_any_point_of_a_write_leaves_a_consistent_checkpoint(tmp_path, monkeypatch):
+    points = _calls_in_one_save(tmp_path / "count", monkeypatch)
+    assert points >= 5  # files, their directory, the LATEST pointer
     here = str(__import__("pathlib").Path(__file__).parent)
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH, str(tmp_path), str(point), here],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode in (0, 9), proc.stderr
-    got = checkpoint.load(tmp_path)  # never a half checkpoint
-    assert got.round in (1, 2)
-    assert proc.returncode == 9 or point > 5  # the early points do crash the writer
-    assert np.array_equal(got.adapter["a"], _ckpt(got.round).adapter["a"])
-    checkpoint.save(tmp_path, _ckpt(2))  # the resumed run writes the round again
-    assert checkpoint.load(tmp_path).round == 2
+    for point in range(1, points + 2):  # every call, then one past the last: no crash
+        directory = tmp_path / f"crash-{point}"
+        checkpoint.save(directory, _ckpt(1))
+        proc = subprocess.run(
+            [sys.executable, "-c", CRASH, str(directory), str(point), here],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == (9 if point <= points else 0), (point, proc.stderr)
+        got = checkpoint.load(directory)  # never a half checkpoint
+        assert got.round in (1, 2), point
+        assert np.array_equal(got.adapter["a"], _ckpt(got.round).adapter["a"])
+        checkpoint.save(directory, _ckpt(2))  # the resumed run writes the round again
+        assert checkpoint.load(directory).round == 2
 
 
 def _damage(path):

@@ -141,7 +141,8 @@ def test_robust_aggregators_follow_their_definitions(name, options, expected):
     views = RankMap(layout=LAYOUT, up_keys={k for k, _ in LAYOUT}, rank=8, ranks={},
                     initials={8: np.zeros(N, np.float32)})  # fmt: skip
     strategy = _compressed(name, FIVE, views, options)[1]
-    updates = {n: c * np.ones(N, np.float32) for n, c in zip(FIVE, (1, 2, 3, 5, 100))}
+    scale = zip(FIVE, (1, 2, 3, 5, 100), strict=True)
+    updates = {n: c * np.ones(N, np.float32) for n, c in scale}
     glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
     weights = dict(zip(FIVE, (50, 1, 1, 1, 1000), strict=True))
     arrays, _ = _play(strategy, glob, updates, weights, parts=FIVE)
