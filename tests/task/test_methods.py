@@ -19,7 +19,7 @@ LORA = ModelSpec(
 )
 
 
-@pytest.mark.parametrize("text", ["vera:32", "fourierft:64", "tinylora:8"])
+@pytest.mark.parametrize("text", ["vera:32", "fourierft:64", "tinylora:8", "tinylora:16x4"])
 def test_a_method_exchanges_only_its_coefficients_and_every_node_starts_alike(text):
     spec = dataclasses.replace(LORA, method=methods.parse(text))
     a, b = build_model(spec), build_model(spec)
@@ -45,6 +45,7 @@ def test_a_method_exchanges_only_its_coefficients_and_every_node_starts_alike(te
     [
         (dict(adapter_method="vera:0"), "adapter-method"),
         (dict(adapter_method="lora:8"), "adapter-method"),
+        (dict(adapter_method="vera:8x2"), "adapter-method"),  # a rank is tinylora's only
         (dict(adapter_method="vera", strategy="ffa"), "strategy"),
         (dict(adapter_method="fourierft", strategy="exact"), "strategy"),
         (dict(adapter_method="tinylora", lora_ranks="4,8"), "lora-ranks"),
@@ -63,3 +64,12 @@ def test_lora_names_are_pefts():
     assert LoraLayer.adapter_layer_names[:2] == (LORA_A, LORA_B)
     assert rank_axis(f"m.q.{LORA_A}.weight") == 0 and rank_axis(f"m.q.{LORA_B}.weight") == 1
     assert rank_axis("m.classifier.weight") is None
+
+
+def test_a_tinylora_rank_reaches_pefts_config():
+    from fedslim.task.models import adapter_config
+
+    method = methods.parse("tinylora:256x16")  # Fed-SB's shape: a 16 x 16 core
+    assert (method.size, method.rank) == (256, 16) and methods.parse("tinylora").rank == 2
+    config = adapter_config(dataclasses.replace(LORA, method=method))
+    assert (config.u, config.r) == (256, 16)

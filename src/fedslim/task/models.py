@@ -224,7 +224,8 @@ def adapter_config(spec: ModelSpec):
     if method.name == "fourierft":
         return FourierFTConfig(**common, n_frequency=method.size, random_loc_seed=seed)
     if method.name == "tinylora":
-        return TinyLoraConfig(**common, u=method.size, projection_seed=seed, save_projection=False)
+        return TinyLoraConfig(**common, r=method.rank, u=method.size, projection_seed=seed,
+                              save_projection=False)  # fmt: skip
     return LoraConfig(**common, r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0)
 
 
