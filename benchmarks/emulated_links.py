@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.config import EngineConfig, RunConfig  # noqa: E402
 from fedslim.deploy.local import LocalDeployment  # noqa: E402
 from fedslim.resources.profiles import LINKS  # noqa: E402
 from fedslim.simulations import calibrate  # noqa: E402
@@ -64,7 +64,7 @@ def simulated(tmp: Path, job: dict, link: str, **overheads: float) -> list[dict]
     priced = {"devices": "host", "links": link, "profiles": str(tmp / "host.toml"),
               **{k.replace("_", "-"): v for k, v in overheads.items()}}  # fmt: skip
     run = RunConfig.from_mapping(job | {"out": str(out)} | priced)
-    simulate(run, SimulationConfig(num_supernodes=2), report=lambda *a: None)
+    simulate(run, EngineConfig(num_supernodes=2), report=lambda *a: None)
     return _rounds(out)
 
 

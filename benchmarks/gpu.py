@@ -66,7 +66,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here; nothing measured (run it on a GPU host)")
         return
-    from fedslim.config import RunConfig, SimulationConfig
+    from fedslim.config import EngineConfig, RunConfig
     from fedslim.ledger import read_rounds
     from fedslim.simulations.run import simulate
 
@@ -83,7 +83,7 @@ def main() -> None:
             out = Path(tmp) / setting.replace("/", "-")
             cfg = RunConfig.from_mapping(values | {"out": str(out),
                                                    "num-server-rounds": args.rounds})  # fmt: skip
-            sim = SimulationConfig(num_supernodes=4, gpus_per_client=0.25, cpus_per_client=1)
+            sim = EngineConfig(num_supernodes=4, gpus_per_client=0.25, cpus_per_client=1)
             simulate(cfg, sim, report=lambda e, p: None)
             rounds = [r for r in read_rounds(out) if r.round > 0]
             wall = sum(r.wall_s for r in rounds[1:]) / max(len(rounds) - 1, 1)  # warm rounds

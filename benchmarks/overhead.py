@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from fedslim import seeds  # noqa: E402
 from fedslim.client.workload import model_spec, run_task  # noqa: E402
-from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.config import EngineConfig, RunConfig  # noqa: E402
 from fedslim.ledger import read_clients  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 from fedslim.task import train as train_mod  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> None:
         counted_s, counted = direct_round(cfg, args.clients, count_flops=True)
         rows: list = []
         t0 = time.perf_counter()
-        sim = SimulationConfig(num_supernodes=args.clients)
+        sim = EngineConfig(num_supernodes=args.clients)
         marks: dict[str, float] = {}
 
         def report(event: str, payload) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from fedslim.config import RunConfig, SimulationConfig  # noqa: E402
+from fedslim.config import EngineConfig, RunConfig  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
 
 CASES = {"1,000 clients at 5%": (1000, 0.05), "100 clients at 50%": (100, 0.5)}
@@ -68,7 +68,7 @@ def run(nodes: int, fraction: float, rounds: int) -> tuple[list[float], float, i
                 walls.append(payload.wall_s)
                 sampled.append(payload.clients)
 
-        simulate(cfg, SimulationConfig(num_supernodes=nodes), report=report)
+        simulate(cfg, EngineConfig(num_supernodes=nodes), report=report)
     done.set()
     thread.join()
     return walls, peak[0], max(sampled)

@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from fedslim.client.faults import faulty_app
-from fedslim.config import RunConfig, SimulationConfig
+from fedslim.config import EngineConfig, RunConfig
 from fedslim.server.checkpoint import latest
 from fedslim.simulations.run import simulate
 
@@ -33,7 +33,7 @@ REASON = {  # what each fault's status must say
     "stale": "another adapter",
     "wrong-size": "allowed 1..",
 }
-SIM = SimulationConfig(num_supernodes=8, num_cpus=2)
+SIM = EngineConfig(num_supernodes=8, num_cpus=2)
 
 
 @pytest.mark.parametrize("strategy", ["fedavg", "fedavgm", "exact"])

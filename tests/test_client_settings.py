@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fedslim.config import ConfigError, RunConfig, SimulationConfig
+from fedslim.config import ConfigError, EngineConfig, RunConfig
 from fedslim.resources.memory import SETTINGS, Setting
-from fedslim.simulations.clock import plans, population
+from fedslim.simulations.pricing import plans, population
 from fedslim.simulations.run import simulate
 
 pytest.importorskip("bitsandbytes")
@@ -26,7 +26,7 @@ def test_every_setting_trains_in_one_federation_and_it_learns(tmp_path):
     cfg = RunConfig.of(out=str(tmp_path / "run"), num_server_rounds=2, num_examples=960,
                        local_steps=10, batch_size=16, lr=1e-2, seed=1, client_settings=listed,
                        devices="phone-mid")  # fmt: skip
-    simulate(cfg, SimulationConfig(num_supernodes=len(SETTINGS), num_cpus=2),
+    simulate(cfg, EngineConfig(num_supernodes=len(SETTINGS), num_cpus=2),
              report=lambda e, p: None)  # fmt: skip
     clients = _rows(tmp_path / "run" / "clients.csv")
     assert len(clients) == 2 * len(SETTINGS)

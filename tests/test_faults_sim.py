@@ -4,7 +4,7 @@ import csv
 import logging
 
 from fedslim.client.faults import faulty_app
-from fedslim.config import RunConfig, SimulationConfig
+from fedslim.config import EngineConfig, RunConfig
 from fedslim.simulations.run import simulate
 
 FAULTS = {1: "garbage", 2: "nan", 3: "wrong-size", 4: "no-metrics", 5: "error"}
@@ -27,7 +27,7 @@ def test_broken_replies_are_logged_and_dropped_and_the_run_completes(tmp_path):
         )
         summary = simulate(
             cfg,
-            SimulationConfig(num_supernodes=6, num_cpus=2),
+            EngineConfig(num_supernodes=6, num_cpus=2),
             report=lambda e, p: None,
             client_app=faulty_app(FAULTS),
         )

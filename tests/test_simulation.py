@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fedslim.cli import cli
 from fedslim.client.workload import model_spec, run_task
-from fedslim.config import RunConfig, SimulationConfig
+from fedslim.config import EngineConfig, RunConfig
 from fedslim.server.checkpoint import latest
 from fedslim.simulations.run import simulate
 from fedslim.task.adapters import base_fingerprint, get_adapter, set_adapter
@@ -18,7 +18,7 @@ from fedslim.task.models import build_base, build_model, build_tokenizer
 from fedslim.task.train import evaluate
 from fedslim.vectors import layout
 
-SIM = SimulationConfig(num_supernodes=2, num_cpus=2)
+SIM = EngineConfig(num_supernodes=2, num_cpus=2)
 BASE = dict(num_examples=600, local_steps=15, batch_size=16, lr=1e-2, seed=3)
 
 

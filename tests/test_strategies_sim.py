@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from fedslim.config import RunConfig, SimulationConfig
+from fedslim.config import EngineConfig, RunConfig
 from fedslim.server.checkpoint import latest
 from fedslim.simulations.run import simulate
 
@@ -31,9 +31,7 @@ def test_strategy_in_a_real_federation(tmp_path, overrides, check):
         seed=2,
         **overrides,
     )
-    summary = simulate(
-        cfg, SimulationConfig(num_supernodes=2, num_cpus=2), report=lambda e, p: None
-    )
+    summary = simulate(cfg, EngineConfig(num_supernodes=2, num_cpus=2), report=lambda e, p: None)
     with (tmp_path / "clients.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
@@ -48,7 +46,7 @@ def test_strategy_in_a_real_federation(tmp_path, overrides, check):
 
 def test_server_optimizer_resumes_exactly(tmp_path):
     """Moments travel in the checkpoint: 1 round + resume equals 2 rounds straight."""
-    sim = SimulationConfig(num_supernodes=2, num_cpus=2)
+    sim = EngineConfig(num_supernodes=2, num_cpus=2)
     cfg = RunConfig.of(num_examples=400, local_steps=5, seed=4, strategy="fedadam", server_lr=0.05)
     straight = cfg.replace(out=str(tmp_path / "straight"), num_server_rounds=2)
     simulate(straight, sim, report=lambda e, p: None)

@@ -77,7 +77,7 @@ def test_a_malformed_by_link_spec_fails_naming_the_link(spec, named):
 
 
 def test_a_by_link_name_that_is_no_profile_fails_before_the_run():
-    from fedslim.simulations.clock import check
+    from fedslim.simulations.pricing import check
 
     with pytest.raises(ConfigError, match="by-link names link 'LTE'"):
         check(RunConfig.of(uplink_codec="by-link:LTE=q8,*=none"), 2)
@@ -149,7 +149,7 @@ def test_a_client_that_ignores_its_pipeline_is_dropped_and_the_round_goes_on():
 def test_auto_in_a_simulation_gives_the_slow_link_fewer_bits_and_resume_keeps_them(tmp_path):
     import csv
 
-    from fedslim.config import SimulationConfig
+    from fedslim.config import EngineConfig
     from fedslim.simulations.run import simulate
 
     population = tmp_path / "population.csv"
@@ -158,7 +158,7 @@ def test_auto_in_a_simulation_gives_the_slow_link_fewer_bits_and_resume_keeps_th
     cfg = RunConfig.of(out=str(out), num_server_rounds=2, num_examples=400, local_steps=5,
                        uplink_codec="auto", population=str(population),
                        target_accuracy=0.01, stop_at_target=False)  # fmt: skip
-    sim = SimulationConfig(num_supernodes=2, num_cpus=2)
+    sim = EngineConfig(num_supernodes=2, num_cpus=2)
     first = simulate(cfg, sim, report=lambda e, p: None)
     assert first["rounds"] == 2 and first["to_target"]["round"] == 1  # ran on past the target
     simulate(cfg.replace(num_server_rounds=3, resume=True), sim, report=lambda e, p: None)

@@ -35,7 +35,7 @@ def memory(
     whether it fits each device, and what memory-plan=auto would choose."""
     from ..client.memory import estimates
     from ..resources import memory as mem
-    from ..simulations.clock import load_profiles
+    from ..simulations.pricing import load_profiles
 
     try:
         cfg = RunConfig.from_mapping({"model": model} | parse_assignments(set_ or []))

@@ -26,7 +26,7 @@ def sweep(
     """Run every combination of the --grid axes (repeats differ by seed), then report.
 
     Finished runs are skipped, so running the same sweep again resumes it."""
-    from ..simulations.clock import check
+    from ..simulations.pricing import check
     from ..simulations.run import simulate
     from ..simulations.sweep import parse_grid, plan, run_sweep
 

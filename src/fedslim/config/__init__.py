@@ -25,8 +25,8 @@ from .client import FULL_PRECISION, ComputeConfig
 from .sections import (
     AdapterConfig,
     CodecConfig,
+    PricingConfig,
     RoundsConfig,
-    SimulatorConfig,
     StrategyConfig,
     TaskConfig,
     _check,
@@ -41,8 +41,8 @@ __all__ = [
     "ConfigError",
     "RoundsConfig",
     "RunConfig",
-    "SimulationConfig",
-    "SimulatorConfig",
+    "EngineConfig",
+    "PricingConfig",
     "StrategyConfig",
     "TaskConfig",
     "load_toml",
@@ -56,7 +56,7 @@ SECTIONS = {
     "adapter": AdapterConfig,
     "codecs": CodecConfig,
     "rounds": RoundsConfig,
-    "sim": SimulatorConfig,
+    "sim": PricingConfig,
     "client": ComputeConfig,
 }
 
@@ -69,7 +69,7 @@ class RunConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     codecs: CodecConfig = field(default_factory=CodecConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
-    sim: SimulatorConfig = field(default_factory=SimulatorConfig)
+    sim: PricingConfig = field(default_factory=PricingConfig)
     client: ComputeConfig = field(default_factory=ComputeConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     seed: int = _key("seeds data, base weights, sampling and training", 0)
@@ -227,7 +227,7 @@ def help_texts() -> dict[str, str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimulationConfig:
+class EngineConfig:
     """How `fedslim simulate` sizes Flower's Simulation Engine (Ray backend)."""
 
     num_supernodes: int = _key("virtual clients (one data partition each)", 5)
@@ -248,7 +248,7 @@ class SimulationConfig:
         _check(ok, "ray-address", '"HOST:PORT" of a running Ray head', self.ray_address)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> SimulationConfig:
+    def from_mapping(cls, values: Mapping[str, Any]) -> EngineConfig:
         known = {_kebab(f.name): f for f in dataclasses.fields(cls)}
         out = {}
         for key, raw in values.items():
@@ -311,14 +311,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return data.get("tool", {}).get("flwr", {}).get("app", {}).get("config", data)
 
 
-def split_config(values: Mapping[str, Any]) -> tuple[RunConfig, SimulationConfig]:
+def split_config(values: Mapping[str, Any]) -> tuple[RunConfig, EngineConfig]:
     """Route one flat mapping to the run and simulation schemas; unknown keys fail."""
     run_keys = flat_keys()
-    sim_keys = {_kebab(f.name) for f in dataclasses.fields(SimulationConfig)}
+    sim_keys = {_kebab(f.name) for f in dataclasses.fields(EngineConfig)}
     unknown = [k for k in values if k not in run_keys and k not in sim_keys]
     if unknown:
         accepted = ", ".join(sorted({*run_keys, *sim_keys}))
         raise ConfigError(f"unknown config key '{unknown[0]}'; accepted keys: {accepted}")
     run = RunConfig.from_mapping({k: v for k, v in values.items() if k in run_keys})
-    sim = SimulationConfig.from_mapping({k: v for k, v in values.items() if k in sim_keys})
+    sim = EngineConfig.from_mapping({k: v for k, v in values.items() if k in sim_keys})
     return run, sim

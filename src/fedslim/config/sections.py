@@ -223,7 +223,7 @@ _MIX = re.compile(rf"^({_NAME}|mix:{_NAME}=[0-9.]+(,{_NAME}=[0-9.]+)*)$")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimulatorConfig:
+class PricingConfig:
     """What the simulator charges each client-round: devices, links and behaviour
     (``fedslim simulate`` only; profile names are checked against the catalogue and
     ``profiles`` before the engine starts)."""

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import RunConfig, SimulationConfig
+from ..config import EngineConfig, RunConfig
 from ..config.app_dir import write_app_dir
 
 Reporter = Callable[[str, dict], None]
@@ -38,7 +38,7 @@ def _quiet() -> None:
         logger.addFilter(_OwnWarningsOnly())
 
 
-def _backend(sim: SimulationConfig, verbose: bool) -> dict:
+def _backend(sim: EngineConfig, verbose: bool) -> dict:
     """Ray's settings: one client per ``cpus-per-client`` CPUs, quiet unless verbose; on an
     existing cluster (``ray-address``) its own resources apply."""
     if sim.ray_address:
@@ -78,7 +78,7 @@ def _run_and_context(run: RunConfig):
 
 def simulate(
     run: RunConfig,
-    sim: SimulationConfig,
+    sim: EngineConfig,
     *,
     report: Reporter,
     verbose: bool = False,
@@ -93,7 +93,7 @@ def simulate(
 
     from ..client.app import app as default_client
     from ..server.app import run_server
-    from .clock import check, make_clock
+    from .pricing import check, make_clock
 
     check(run, sim.num_supernodes)  # profiles, mixes and population files, before Ray starts
     summary: dict = {}

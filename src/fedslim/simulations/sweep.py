@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, SimulationConfig, split_config
+from ..config import EngineConfig, RunConfig, split_config
 from ..errors import ConfigError
 
 INDEX = "sweep.json"
@@ -29,7 +29,7 @@ class Planned:
     label: str  # "strategy=ffa, uplink-codec=q8" (the grid's values only)
     repeat: int
     run: RunConfig
-    sim: SimulationConfig
+    sim: EngineConfig
     out: Path
 
 

@@ -1,6 +1,6 @@
 """What a round's clock decides: who can be sampled, who can train, what each client-round
 costs and which replies arrive in time. The simulator implements it
-(``fedslim.simulations.clock``); without one nothing is charged and nobody is late."""
+(``fedslim.simulations.pricing``); without one nothing is charged and nobody is late."""
 
 from __future__ import annotations
 
