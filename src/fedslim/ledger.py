@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .files import write_atomic
 
 OK = "ok"  # a ClientRow's status when its update was aggregated; otherwise the reason
 
@@ -132,14 +134,11 @@ def from_dict(cls: type[Row], values: dict[str, Any]) -> Row:
 
 def write_csv(path: Path, rows: list[ClientRow] | list[RoundRow], cls: type) -> None:
     """Write atomically: a reader never sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns(cls))
-        writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in to_dict(r).items()} for r in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns(cls))
+    writer.writeheader()
+    writer.writerows({k: _cell(v) for k, v in to_dict(r).items()} for r in rows)
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 def _cell(value: Any) -> Any:

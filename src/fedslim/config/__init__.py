@@ -291,15 +291,17 @@ def _typed(key: str, kind: type, raw: Any) -> Any:
         raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {raw!r}") from None
 
 
+def assignment(pair: str, flag: str = "--set") -> tuple[str, str]:
+    """``KEY=VALUE`` from the command line, stripped; ConfigError naming ``flag`` else."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+    return key.strip(), value.strip()
+
+
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
     """Parse CLI ``KEY=VALUE`` strings (values stay strings; types come from the schema)."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
+    return dict(assignment(pair) for pair in pairs)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..files import write_atomic
 
 MAX_DAYS = 3650
 
@@ -84,10 +84,10 @@ def make_certs(directory: Path, hosts: list[str], *, days: int = 365) -> TlsFile
     links = [p for p in (files.ca, files.cert, files.key, files.ca_key) if p.is_symlink()]
     if links:  # checked before anything is written
         raise ValueError(f"{links[0]} is a symbolic link; refusing to write TLS files through it")
-    _write(files.ca, ca.public_bytes(serialization.Encoding.PEM), private=False)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
-    _write(files.key, _pem(key), private=True)
-    _write(files.ca_key, _pem(ca_key), private=True)
+    write_atomic(files.ca, ca.public_bytes(serialization.Encoding.PEM), private=False)
+    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    write_atomic(files.key, _pem(key), private=True)
+    write_atomic(files.ca_key, _pem(ca_key), private=True)
     return files
 
 
@@ -132,25 +132,6 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, *, private: bool) -> None:
-    """Create a fresh file beside ``path`` (exclusively, never through a link, 0600 for a
-    key whatever existed before), then rename it over ``path``."""
-    if path.is_symlink():
-        raise ValueError(f"{path} is a symbolic link; refusing to write a key through it")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600 if private else 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def make_node_key(directory: Path, name: str) -> tuple[Path, Path]:
     """A SuperNode's authentication key pair in OpenSSH format (what Flower's node auth
     reads; PEM keys are refused): ``name`` (private, 0600) and ``name.pub``."""
@@ -162,6 +143,6 @@ def make_node_key(directory: Path, name: str) -> tuple[Path, Path]:
         enc.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
     shared = key.public_key().public_bytes(enc.OpenSSH, serialization.PublicFormat.OpenSSH)
-    _write(private, secret, private=True)
-    _write(public, shared, private=False)
+    write_atomic(private, secret, private=True)
+    write_atomic(public, shared, private=False)
     return private, public

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from datetime import datetime
 from pathlib import Path
 
+from ..files import write_atomic
 from ..ledger import ClientRow, RoundRow, write_csv
 
 FILES = ("rounds.csv", "clients.csv", "summary.json")
@@ -79,13 +79,3 @@ def to_target(rounds: list[RoundRow], target: float) -> dict | None:
         if r.round > 0 and r.accuracy >= target:
             return {"round": r.round, **spent}
     return None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """A reader (or a crash) never sees half a file: write aside, flush to disk, rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EngineConfig, RunConfig, split_config
+from ..config import EngineConfig, RunConfig, assignment, split_config
 from ..errors import ConfigError
 
 INDEX = "sweep.json"
@@ -36,12 +36,10 @@ class Planned:
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--grid expects KEY=VALUE, got {item!r}")
-        axis = grid.setdefault(key.strip(), [])
-        if value.strip() not in axis:
-            axis.append(value.strip())
+        key, value = assignment(item, "--grid")
+        axis = grid.setdefault(key, [])
+        if value not in axis:
+            axis.append(value)
     return grid
 
 
