@@ -63,7 +63,7 @@ PIPELINES = [
     "sign/q8",
     "topk:0.1|q8|zstd:3/q8|zstd:3",
     "topk:0.01|q4|zstd:3/q8|zstd:3",
-    "recommended/q8|zstd:3",
+    "topk:0.05|q4|zstd:3/q8|zstd:3",
 ]
 
 

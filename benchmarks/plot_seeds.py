@@ -1,22 +1,40 @@
-"""Per-seed accuracy against simulated time for the link-bound bench-wordnet runs
-(``python benchmarks/plot_seeds.py [RUNS_DIR]``; reads each run's rounds.csv)."""
+"""Per-seed accuracy against simulated time for the bench-wordnet runs of one population
+(``python benchmarks/plot_seeds.py --population compute-bound|link-bound``; reads each
+run's rounds.csv under ``runs/bench-wordnet[-link-bound]/runs``)."""
 
+import argparse
 import csv
 
 import matplotlib
 
 matplotlib.use("Agg")
-import sys
+import matplotlib.pyplot as plt  # noqa: E402
 
-import matplotlib.pyplot as plt
+POPULATIONS = {
+    "compute-bound": (
+        "runs/bench-wordnet/runs",
+        [("fedavg_fp32", "fedavg fp32"), ("sign_zstd_3", "sign|zstd:3 (recommended)"),
+         ("vera__q4_zstd_3", "VeRA, q4|zstd:3")],
+        "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
+        "(8 rounds)",
+        "benchmarks/results/bench-wordnet/seeds.png",
+    ),
+    "link-bound": (
+        "runs/bench-wordnet-link-bound/runs",
+        [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"), ("sign_zstd_3", "sign|zstd:3"),
+         ("vera__auto", "VeRA, auto")],
+        "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
+        "LoRA r=16 on every linear layer (8 rounds, stop at 0.80)",
+        "benchmarks/results/bench-wordnet-link-bound/seeds.png",
+    ),
+}  # fmt: skip
 
-base = sys.argv[1] if len(sys.argv) > 1 else "runs/bench-wordnet-link-bound/runs"
-recipes = [
-    ("fedavg_fp32", "fedavg fp32"),
-    ("auto", "auto"),
-    ("sign_zstd_3", "sign|zstd:3"),
-    ("vera__auto", "VeRA, auto"),
-]
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--population", choices=sorted(POPULATIONS), default="link-bound")
+ap.add_argument("--runs", default="", help="the runs directory (default: the population's)")
+args = ap.parse_args()
+base, recipes, title, out = POPULATIONS[args.population]
+base = args.runs or base
 fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
 for s, ax in enumerate(axes):
     for key, label in recipes:
@@ -38,9 +56,7 @@ for s, ax in enumerate(axes):
     ax.grid(alpha=0.3)
 axes[0].set_ylabel("held-out accuracy")
 axes[0].legend(fontsize=8)
-fig.suptitle(
-    "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
-    "LoRA r=16 on every linear layer (8 rounds, stop at 0.80)"
-)
+fig.suptitle(title)
 fig.tight_layout()
-fig.savefig("benchmarks/results/bench-wordnet-link-bound/seeds.png", dpi=110)
+fig.savefig(out, dpi=110)
+print("wrote", out)

@@ -13,14 +13,15 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-RECOMMENDED = "topk:0.05|q4|zstd:3"
-"""The best measured bytes-to-accuracy uplink (``benchmarks/convergence.py``, WordNet +
-MiniLM, 8 clients, 3 seeds): with FFA-LoRA, 40 local steps and ``q4|zstd:3`` down it
-reaches each seed's target with 103.7x fewer uplink bytes on the wire than fp32 (mean
-bytes-to-target; 123x payload) and 38x fewer in total. Few local steps or a random base
-(the embedded tiny model) favour ``sign|zstd:3``. For size and speed alone,
-``topk:0.01|q4|zstd:3`` is 250-370x smaller than fp32 and faster than zstd-3
-(``benchmarks/codecs.py``), but misses the accuracy target within 2x the rounds."""
+RECOMMENDED = "sign|zstd:3"
+"""The uplink preset, chosen by measurement (``make bench-wordnet``, compute-bound
+population: WordNet + MiniLM, LoRA r=8, 8 phone and laptop clients, 8 rounds x 10 local
+steps, ``q8|zstd:3`` down, 3 seeds): 0.833 held-out accuracy after 8 rounds against fp32's
+0.833 (-0.03 points; per seed -0.4, -0.4, +0.8) with 27x fewer uplink bytes on the wire.
+What it trades: it reaches 0.80 one to two rounds later than fp32 (simulated time 1.12x,
+1.17x, 1.30x). One bit per value plus a scale per block, with error feedback; for the
+most bytes saved at a fixed accuracy target see ``benchmarks/convergence.py`` (FFA-LoRA +
+``topk:0.05|q4|zstd:3`` + more local steps: 104x, at 3-5x the client FLOPs)."""
 
 ALIASES = {"none": "none", "recommended": RECOMMENDED}
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
