@@ -82,7 +82,9 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="tabulate the finished runs only")
     args = ap.parse_args()
     suffix = "" if args.population == "compute-bound" else f"-{args.population}"
-    out = args.out or Path(f"runs/bench-wordnet{suffix}")
+    # absolute: the population file's path is part of each run's identity, so a run is
+    # reused however --out was spelled
+    out = (args.out or Path(f"runs/bench-wordnet{suffix}")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     members = POPULATIONS[args.population]
     population = out / "population.csv"
