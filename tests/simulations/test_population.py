@@ -10,8 +10,8 @@ from fedslim.compression import encode
 from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
 from fedslim.resources import profiles
-from fedslim.simulations.pricing import Plan, SimClock, population
 from fedslim.simulations.population import Member
+from fedslim.simulations.pricing import Plan, SimClock, population
 from fedslim.strategies.catalog import make
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap
