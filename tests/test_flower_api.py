@@ -223,3 +223,12 @@ def test_a_node_that_lost_its_copy_resyncs_and_a_forged_update_is_dropped(identi
 def test_a_bad_spec_is_refused_when_the_strategy_is_built():
     with pytest.raises(ValueError, match="uplink='bogus'"):
         CompressedStrategy(FedAvg(), uplink="bogus")
+
+
+def test_arrays_beside_the_blob_must_keep_their_shape():
+    record = ArrayRecord(_model(norm=True).state_dict())
+    layout, vec, plain = wire.split(record)
+    assert list(plain) == ["1.num_batches_tracked"] and plain["1.num_batches_tracked"].shape == ()
+    assert wire.split(wire.join(layout, vec, plain))[0] == layout  # shapes and dtypes kept
+    with pytest.raises(ValueError, match="another shape"):
+        wire.join(layout, vec, {"1.num_batches_tracked": np.zeros(1000, np.int64)})

@@ -90,10 +90,10 @@ def join(layout: Layout, vec: np.ndarray, plain: dict[str, np.ndarray]) -> Array
             n = int(np.prod(shape, dtype=np.int64))
             value = vec[at : at + n].reshape(shape).astype(np.dtype(dtype))
             at += n
-        elif name in plain:
-            value = plain[name]
+        elif name in plain and plain[name].shape == shape:
+            value = plain[name].astype(np.dtype(dtype), copy=False)
         else:
-            raise ValueError(f"array {name!r} is missing from {PLAIN!r}")
+            raise ValueError(f"array {name!r} is missing from {PLAIN!r} or has another shape")
         arrays[name] = Array(_contiguous(value))
     return ArrayRecord(arrays)
 
