@@ -14,7 +14,7 @@ from __future__ import annotations
 from logging import WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.logger import log
 
@@ -38,13 +38,12 @@ def compression_mod(msg: Message, context: Context, call_next: ClientAppCallable
             up = wire.Up(resync=reason).record()
             return Message(RecordDict({wire.UP: up}), reply_to=msg)
         new = apply_downlink(down.blob, down.mode, held)
-        plain = msg.content.array_records.get(wire.PLAIN)
-        arrays = wire.join(down.layout, new, {} if plain is None else dict(_numpy(plain)))
+        arrays = wire.join(down.layout, new, wire.plain_arrays(msg.content))
     except ValueError as exc:  # a message this mod cannot read: say so, keep the copy
         raise ValueError(f"compression_mod: unreadable instruction: {exc}") from exc
     content = msg.content
     del content[wire.DOWN]
-    if plain is not None:
+    if wire.PLAIN in content.array_records:
         del content[wire.PLAIN]
     content[down.key] = arrays
     reply = call_next(msg, context)
@@ -65,7 +64,3 @@ def compression_mod(msg: Message, context: Context, call_next: ClientAppCallable
     reply.content[wire.UP] = up.record()
     wire.save_state(context.state, new, residual)
     return reply
-
-
-def _numpy(record: ArrayRecord):
-    return ((k, a.numpy()) for k, a in record.items())

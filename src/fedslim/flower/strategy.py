@@ -6,11 +6,12 @@
 Every hook delegates to the wrapped strategy, which samples, weighs and aggregates as it
 always does and only ever sees plain ArrayRecords. On the way down each message's arrays
 become the blob that turns the node's copy into the global model (one encoding per
-distinct copy); on the way up each reply's blob is decoded against what that node was
-sent. A reply that is an error, fails to decode, is not finite, is longer than
-``max_update_norm``, or proves another copy than the one sent is dropped with a logged
-reason and the round goes on. Every client-round gets a ledger row with its exact wire
-bytes (``rows``; ``clients_csv`` writes them after every round).
+distinct copy: nodes that hold the same copy share it); on the way up each reply's blob
+is decoded against what that node was sent. A reply that is an error, fails to decode,
+is not finite, is longer than ``max_update_norm``, or proves another copy than the one
+sent is dropped with a logged reason and the round goes on. Every client-round gets a
+ledger row with its exact wire bytes (``rows``; ``clients_csv`` writes them after every
+round).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .. import ledger, seeds
 from ..compression import RECOMMENDED, build
 from ..ledger import ClientRow
 from ..records import wire_bytes
-from ..transport import make_downlink, reconstruct
+from ..transport import Downlink, make_downlink, reconstruct
 from ..vectors import digest
 from . import wire
 
@@ -95,18 +96,22 @@ class CompressedStrategy(Strategy):
 
     def _compress(self, server_round: int, msgs: Iterable[Message], train: bool) -> list:
         self.sent, out = {}, []
-        cache: dict[int, tuple] = {}  # the inner strategy sends one record to every node
+        records: dict[int, tuple] = {}  # the inner strategy sends one record to every node
+        downs: dict[tuple[int, str], Downlink] = {}  # one encoding per (record, copy held)
         for msg in msgs:
             node = msg.metadata.dst_node_id
             key, record = wire.only_array_record(msg.content, "the strategy's instruction")
-            if id(record) not in cache:
-                cache[id(record)] = wire.split(record)
-            layout, target, plain = cache[id(record)]
+            if id(record) not in records:
+                records[id(record)] = wire.split(record)
+            layout, target, plain = records[id(record)]
             held = self.held.get(node)
             if held is None or held.size != target.size:
                 held = self.held[node] = np.zeros(target.size, np.float32)
-            seed = seeds.downlink(self.seed, server_round, digest(held))
-            down = make_downlink(self.downlink, target, held, seed=seed)
+            copy = (id(record), digest(held))
+            if copy not in downs:
+                seed = seeds.downlink(self.seed, server_round, copy[1])
+                downs[copy] = make_downlink(self.downlink, target, held, seed=seed)
+            down = downs[copy]
             ours = wire.Down(
                 down.blob, down.mode, down.base, key, layout, server_round, self.seed,
                 uplink=self.uplink if train else "", feedback=self.error_feedback,
@@ -193,8 +198,6 @@ class CompressedStrategy(Strategy):
         norm = float(np.linalg.norm(local - sent.target))
         if self.max_update_norm and norm > self.max_update_norm:
             raise ValueError(f"update norm {norm:.3g} exceeds max_update_norm")
-        plain = reply.content.array_records.get(wire.PLAIN)
-        others = {} if plain is None else {k: a.numpy() for k, a in plain.items()}
-        content[up.key] = wire.join(sent.layout, local, others)
+        content[up.key] = wire.join(sent.layout, local, wire.plain_arrays(reply.content))
         row.num_examples, row.train_loss = wire.examples_and_loss(content)
         return Message(content, reply_to=sent.msg)

@@ -48,31 +48,31 @@ class Layout:
 
 def split(record: ArrayRecord) -> tuple[Layout, np.ndarray, dict[str, np.ndarray]]:
     """(layout, float32 vector of the floating arrays, the other arrays by name)."""
-    entries, floats, plain = [], [], {}
-    for name, array in record.items():
-        value = array.numpy()
-        coded = np.issubdtype(value.dtype, np.floating)
-        entries.append((name, tuple(value.shape), value.dtype.str, coded))
-        if coded:
-            floats.append(np.asarray(value, np.float32).ravel())
-        else:
-            plain[name] = value
-    vec = np.concatenate(floats) if floats else np.zeros(0, np.float32)
-    return Layout(tuple(entries)), vec, plain
+    values = [a.numpy() for a in record.values()]
+    entries = tuple(
+        (name, tuple(v.shape), v.dtype.str, bool(np.issubdtype(v.dtype, np.floating)))
+        for name, v in zip(record.keys(), values, strict=True)
+    )
+    return Layout(entries), *_parts(Layout(entries), values)
 
 
 def split_as(record: ArrayRecord, layout: Layout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A reply's arrays in the layout they were sent in: same names and shapes; an array
     the layout carried through the codec is encoded whatever dtype the app returned (an
     aggregated int counter comes back as a float and goes back as an int)."""
-    names = [n for n, _, _, _ in layout.entries]
-    if list(record.keys()) != names:
+    if list(record.keys()) != [n for n, _, _, _ in layout.entries]:
         raise ValueError("the reply's arrays differ in names or order from the ones received")
-    floats, plain = [], {}
-    for (name, shape, _, coded), array in zip(layout.entries, record.values(), strict=True):
-        value = array.numpy()
+    values = [a.numpy() for a in record.values()]
+    for (name, shape, _, _), value in zip(layout.entries, values, strict=True):
         if value.shape != shape:
             raise ValueError(f"array {name!r} came back as {value.shape}, was sent as {shape}")
+    return _parts(layout, values)
+
+
+def _parts(layout: Layout, values: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The coded arrays as one float32 vector, and the others by name."""
+    floats, plain = [], {}
+    for (name, _, _, coded), value in zip(layout.entries, values, strict=True):
         if coded:
             floats.append(np.asarray(value, np.float32).ravel())
         else:
@@ -96,6 +96,12 @@ def join(layout: Layout, vec: np.ndarray, plain: dict[str, np.ndarray]) -> Array
             raise ValueError(f"array {name!r} is missing from {PLAIN!r} or has another shape")
         arrays[name] = Array(_contiguous(value))
     return ArrayRecord(arrays)
+
+
+def plain_arrays(content: RecordDict) -> dict[str, np.ndarray]:
+    """The arrays that travelled beside the blob ({} when there were none)."""
+    record = content.array_records.get(PLAIN)
+    return {} if record is None else {k: a.numpy() for k, a in record.items()}
 
 
 def plain_record(plain: dict[str, np.ndarray]) -> ArrayRecord:
