@@ -56,7 +56,7 @@ def _compressed(name, parts, views, options=None, **kw):
     )
 
 
-def _strategy(name="fedavg", **kw):
+def _strategy(name="fedavg", parts=PARTS, **kw):
     views = RankMap(
         layout=LAYOUT,
         up_keys={k for k, _ in LAYOUT},
@@ -64,7 +64,7 @@ def _strategy(name="fedavg", **kw):
         ranks={},
         initials={8: np.zeros(N, np.float32)},
     )
-    return _compressed(name, PARTS, views, **kw)[1]
+    return _compressed(name, parts, views, **kw)[1]
 
 
 def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twice=()):
@@ -138,9 +138,7 @@ FIVE = {101: 0, 202: 1, 303: 2, 404: 3, 505: 4}
 def test_robust_aggregators_follow_their_definitions(name, options, expected):
     """Hand-computed cases, weights ignored as the definitions say: five clients send
     c * ones with c = 1, 2, 3, 5, 100 (the last an outlier)."""
-    views = RankMap(layout=LAYOUT, up_keys={k for k, _ in LAYOUT}, rank=8, ranks={},
-                    initials={8: np.zeros(N, np.float32)})  # fmt: skip
-    strategy = _compressed(name, FIVE, views, options)[1]
+    strategy = _strategy(name, parts=FIVE, options=options)
     scale = zip(FIVE, (1, 2, 3, 5, 100), strict=True)
     updates = {n: c * np.ones(N, np.float32) for n, c in scale}
     glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
