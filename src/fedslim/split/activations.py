@@ -94,3 +94,49 @@ def unpack_logits(data: bytes, *, max_elements: int) -> np.ndarray:
     if len(data) != _LOGITS.size + 4 * rows * cols:
         raise WireFormatError("logits message has the wrong length")
     return np.frombuffer(data, "<f4", offset=_LOGITS.size).reshape(rows, cols).copy()
+
+
+# Generation: a step's activations up, one token down (``generate.py``, ``sessions.py``).
+_STEP = struct.Struct("<4sBIII")  # magic, version, first position, tokens, hidden
+_TOKEN = struct.Struct("<4sIif")  # magic, position of the token, token id (-1: none), server s
+
+
+def pack_step(hidden: torch.Tensor, start: int, spec: str = "none", *, seed: int = 0) -> bytes:
+    """One session step: the hidden states of its tokens [1, t, hidden] and the position of
+    the first. A decode step is one token: a quantizer's per-block scales are then
+    per-token scales (or finer)."""
+    _, tokens, width = hidden.shape
+    values = hidden.detach().to(torch.float32).reshape(-1).numpy()
+    blob = build(spec).encode(values, seed=seed)
+    return _STEP.pack(b"FSGS", VERSION, start, tokens, width) + blob
+
+
+def unpack_step(data: bytes, *, hidden: int, max_tokens: int) -> tuple[torch.Tensor, int]:
+    """(hidden states [1, t, hidden], first position); WireFormatError unless well formed
+    with this model's width and at most ``max_tokens`` tokens."""
+    if not isinstance(data, bytes) or len(data) < _STEP.size:
+        raise WireFormatError("step message truncated or not bytes")
+    magic, version, start, tokens, width = _STEP.unpack_from(data, 0)
+    if magic != b"FSGS" or version != VERSION:
+        raise WireFormatError(f"not a step message (magic {magic!r}, version {version})")
+    if width != hidden:
+        raise WireFormatError(f"hidden size {width}, the model's is {hidden}")
+    if not 1 <= tokens <= max_tokens:
+        raise WireFormatError(f"a step of {tokens} tokens; expected 1..{max_tokens}")
+    n = tokens * hidden
+    values = decode(data[_STEP.size :], max_elements=n)
+    if values.size != n:
+        raise WireFormatError(f"blob holds {values.size} values, the shape {n}")
+    return torch.from_numpy(values.reshape(1, tokens, hidden).copy()), start
+
+
+def pack_token(position: int, token: int, server_s: float) -> bytes:
+    return _TOKEN.pack(b"FSTK", position, token, server_s)
+
+
+def unpack_token(data: bytes) -> tuple[int, int, float]:
+    """(position, token id, the server's seconds for the step)."""
+    if len(data) != _TOKEN.size or data[:4] != b"FSTK":
+        raise WireFormatError("not a token message")
+    _, position, token, seconds = _TOKEN.unpack(data)
+    return position, token, seconds

@@ -38,7 +38,9 @@ class _Passthrough(nn.Module):
 
 def hf_model(model) -> nn.Module:
     """The transformers model under a PEFT wrapper (a plain one is its own)."""
-    return model.base_model.model if hasattr(model, "peft_config") else model
+    base = getattr(model, "base_model", None)  # transformers' base_model is the inner model
+    wrapped = hasattr(model, "peft_config") and isinstance(getattr(base, "model", None), nn.Module)
+    return base.model if wrapped else model
 
 
 def _inner(top: nn.Module) -> tuple[str, nn.Module]:

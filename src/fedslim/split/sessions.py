@@ -1,0 +1,113 @@
+"""Generation sessions on the tail server: each holds a tail's KV cache, its sampler and its
+budget. The server bounds how many are open, the bytes their caches hold together and how
+long one may sit idle; whatever ends a session (its last token, an error, expiry, the
+client going away) frees its cache through ``close``."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from ..compression import WireFormatError
+from .activations import pack_token, unpack_step
+from .generate import PositionError, Sampling, TailSession, eos_ids, kv_bytes_per_token
+
+
+class Refused(Exception):
+    """A request the server will not serve, with the gRPC status that says why."""
+
+    def __init__(self, code: grpc.StatusCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+@dataclass
+class Session:
+    id: str
+    k: int
+    tail: TailSession
+    pick: object  # Sampling.sampler()
+    max_new_tokens: int
+    produced: int = 0
+    last_active: float = field(default_factory=time.monotonic)
+    done: bool = False
+
+
+class Sessions:
+    """The open sessions of one tail service (thread-safe: every stream runs in its own
+    server thread)."""
+
+    def __init__(self, model, tails: dict, *, max_sessions: int, max_cache_mb: float,
+                 max_tokens: int, hidden: int) -> None:  # fmt: skip
+        self.model, self.tails, self.hidden = model, tails, hidden
+        self.max_sessions, self.max_tokens = max_sessions, max_tokens
+        self.max_cache = int(max_cache_mb * 1e6)
+        self.n = len(tails) - 1
+        self.eos = eos_ids(model)
+        self._open: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._count = itertools.count(1)
+
+    def open(self, k: int, sampling: Sampling, max_new_tokens: int) -> Session:
+        if not 1 <= max_new_tokens <= self.max_tokens:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"max new tokens {max_new_tokens}: expected 1..{self.max_tokens}",
+            )
+        with self._lock:
+            if len(self._open) >= self.max_sessions:
+                raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{len(self._open)} sessions open, this server holds at most "
+                              f"{self.max_sessions}; retry later")  # fmt: skip
+            sid = f"{next(self._count)}-{secrets.token_hex(4)}"
+            session = Session(sid, k, TailSession(self.tails[k], k), sampling.sampler(),
+                              max_new_tokens)  # fmt: skip
+            self._open[sid] = session
+        return session
+
+    def step(self, session: Session, message: bytes) -> bytes:
+        """Run one step of ``session``; the token message to send back."""
+        start_s = time.perf_counter()
+        session.last_active = time.monotonic()
+        try:
+            hidden, start = unpack_step(message, hidden=self.hidden, max_tokens=self.max_tokens)
+        except WireFormatError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        t = hidden.shape[1]
+        if session.tail.seen + t > self.max_tokens:
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"session {session.id}: {session.tail.seen + t} tokens, this server "
+                          f"keeps at most {self.max_tokens} per session")  # fmt: skip
+        grow = t * kv_bytes_per_token(self.model, self.n - session.k)
+        if self.cache_bytes() + grow > self.max_cache:
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"session {session.id}: the sessions' caches would exceed this "
+                          f"server's {self.max_cache / 1e6:.0f} MB; retry later")  # fmt: skip
+        try:
+            logits = session.tail.step(hidden, start)
+        except PositionError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        token = session.pick(logits)
+        session.produced += 1
+        session.done = session.produced >= session.max_new_tokens or token in self.eos
+        session.last_active = time.monotonic()
+        return pack_token(session.tail.seen, token, time.perf_counter() - start_s)
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            session = self._open.pop(sid, None)
+        if session is not None:
+            session.tail.cache = None  # the cache goes now, not when the stream's frame does
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def cache_bytes(self) -> int:
+        with self._lock:
+            return sum(s.tail.cache_bytes() for s in self._open.values())
