@@ -205,3 +205,30 @@ def test_bad_generation_requests_get_clear_statuses(served):
             list(call)
         assert err.value.code() == code and why in err.value.details(), name
     _settle(service)
+
+
+def test_split_infer_streams_generated_tokens_from_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from fedslim.cli import cli
+    from fedslim.config import parse_assignments
+    from fedslim.server.trained import trained_model
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(f'{{"prompt": "a {i}", "response": "b {i}"}}\n' for i in range(20)))
+    assign = [f"task=sft:{pairs}"]
+    _, model, _ = trained_model(None, None, parse_assignments(assign))
+    server, port = serve(TailService(model.eval(), fingerprint(model), name="tiny"))
+    try:
+        args = ["split", "infer", "--server", f"127.0.0.1:{port}", "--layer", "1",
+                "--codec", "none", "--max-new-tokens", "5", "--text", "the cat", "--set",
+                assign[0]]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        bad = CliRunner().invoke(cli, [*args[:-2], "--temperature", "-1", "--set", assign[0]])
+    finally:
+        server.stop(grace=None)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("the cat"))
+    assert len(line.split("<")) == 6  # five tokens, printed as they came
+    assert "1 prompts, 5 tokens, k=1, none" in result.output
+    assert bad.exit_code == 2 and "temperature must be >= 0" in bad.output

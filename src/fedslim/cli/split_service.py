@@ -44,6 +44,15 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="requests run at once")] = 8,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="per sequence")] = 512,
     max_batch: Annotated[int, typer.Option("--max-batch", help="sequences per request")] = 64,
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", help="generation sessions open at once")
+    ] = 16,
+    max_cache_mb: Annotated[
+        float, typer.Option("--max-cache-mb", help="the sessions' KV caches together")
+    ] = 1024.0,
+    idle_s: Annotated[
+        float, typer.Option("--idle-s", help="a session idle longer expires, its cache freed")
+    ] = 60.0,
     set_: SetOpt = None,
 ) -> None:
     """Host the tail of a model for devices that run its head, until Ctrl-C or SIGTERM."""
@@ -52,17 +61,22 @@ def serve(
     from ..split.service import serve as start
 
     try:
-        if min(workers, max_tokens, max_batch) < 1 or not 0 <= port < 65536:
+        if min(workers, max_tokens, max_batch, max_sessions) < 1 or not 0 <= port < 65536:
             raise ConfigError(
-                "--workers, --max-tokens and --max-batch must be >= 1, --port 0..65535"
+                "--workers, --max-tokens, --max-batch and --max-sessions must be >= 1, "
+                "--port 0..65535"
             )
+        if not (max_cache_mb > 0 and idle_s > 0):
+            raise ConfigError("--max-cache-mb and --idle-s must be > 0")
         token = _token(token_file)
         tls = None
         if tls_dir is not None:
             tls = ((tls_dir / "server.pem").read_bytes(), (tls_dir / "server.key").read_bytes())
         cfg, model, _ = load(model_name, adapter, set_)
         fp = fingerprint(model)
-        limits = Limits(max_tokens=max_tokens, max_batch=max_batch, max_in_flight=8 * workers)
+        limits = Limits(max_tokens=max_tokens, max_batch=max_batch, max_in_flight=8 * workers,
+                        max_sessions=max_sessions, max_cache_mb=max_cache_mb,
+                        idle_s=idle_s)  # fmt: skip
         service = TailService(model, fp, name=cfg.adapter.model, token=token, limits=limits)
         server, bound = start(service, host=host, port=port, tls=tls, workers=workers)
     except (ConfigError, ValueError, OSError) as exc:
@@ -108,15 +122,25 @@ def infer(
     text: Annotated[list[str] | None, typer.Option("--text", help="an input, repeatable")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="inputs, one per line")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="inputs per request")] = 1,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="generate up to N tokens per input (LMs)")
+    ] = 0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="0: greedy; else sample")
+    ] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling's mass")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="the sampler's seed")] = 0,
     tls_dir: TlsOpt = None,
     token_file: TokenOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Run the first k blocks here, the rest on the server; print each prediction."""
+    """Run the first k blocks here, the rest on the server; print each prediction, or with
+    --max-new-tokens the generated text as it streams in."""
     import grpc
 
     from ..compression import build
     from ..split.fingerprint import fingerprint
+    from ..split.generate import Sampling
     from ..split.partition import device_head
     from ..split.remote import TailClient
     from ..task.models import build_tokenizer
@@ -129,8 +153,9 @@ def infer(
             ]
         if not texts:
             raise ConfigError("nothing to infer: give --text or --file")
-        if batch_size < 1:
-            raise ConfigError("--batch-size must be >= 1")
+        if batch_size < 1 or max_new_tokens < 0:
+            raise ConfigError("--batch-size must be >= 1, --max-new-tokens >= 0")
+        sampling = Sampling(temperature, top_p, seed)  # ValueError names the option
         build(codec)  # a bad pipeline fails here, not after the model is loaded
         token = _token(token_file)
         ca = (tls_dir / "ca.crt").read_bytes() if tls_dir is not None else None
@@ -139,15 +164,54 @@ def infer(
         head = device_head(model, layer)  # the device keeps only the weights it runs
         del model
         tok = build_tokenizer(cfg.adapter.model)
+        if max_new_tokens and task.kind != "sft":
+            raise ConfigError(f"--max-new-tokens: {cfg.adapter.model} is a classifier here")
         batches = list(_batches(texts, tok, cfg.task.max_length, batch_size))
     except (ConfigError, ValueError, OSError) as exc:
         _fail(exc, 2)
     with TailClient(server, ca=ca, token=token) as client:
         try:
+            if max_new_tokens:
+                runs = [_generate(client, head, tok, text, k=layer, codec=codec, fp=fp,
+                                  max_new_tokens=max_new_tokens, sampling=sampling)
+                        for text in texts]  # fmt: skip
+                _generation_summary(runs, layer, codec)
+                return
             answers = _run(client, head, batches, task, tok, k=layer, codec=codec, fp=fp)
         except grpc.RpcError as exc:
             _fail(RuntimeError(f"{server} answered {exc.code().name}: {exc.details()}"), 1)
     _summary(answers, len(texts), layer, codec)
+
+
+def _generate(client, head, tok, text: str, **kwargs):
+    import torch
+
+    from ..split.remote import generate
+
+    ids = tok.encode(text)
+    if not ids:
+        raise ConfigError("an input has no tokens")
+    print(text, end="", flush=True)
+
+    def show(token: int) -> None:
+        print(_token_text(tok, token, " <{}>"), end="", flush=True)
+
+    run = generate(head, client, torch.tensor([ids]), **kwargs, on_token=show)
+    print(flush=True)
+    return run
+
+
+def _generation_summary(runs: list, layer: int, codec: str) -> None:
+    tokens = sum(len(r.tokens) for r in runs)
+    first = 1000 * sum(r.first_token_s for r in runs) / len(runs)
+    steps = [s for r in runs for s in r.token_s]
+    per = 1000 * sum(steps) / max(len(steps), 1)
+    up = sum(b for r in runs for b in r.up_bytes[1:]) / max(len(steps), 1)
+    console.print(
+        f"{len(runs)} prompts, {tokens} tokens, k={layer}, {codec}: first token {first:.1f} ms, "
+        f"then {per:.1f} ms per token; per token {up:,.0f} B up, "
+        f"{runs[0].down_bytes / max(len(runs[0].tokens), 1):.0f} B down"
+    )
 
 
 def _run(client, head, batches, task, tok, **kwargs) -> list:
@@ -164,9 +228,9 @@ def _run(client, head, batches, task, tok, **kwargs) -> list:
     return answers
 
 
-def _token_text(tok, token_id: int) -> str:
+def _token_text(tok, token_id: int, unknown: str = "token {}") -> str:
     inner = getattr(tok, "_tok", None)  # a hashed vocabulary has no way back to text
-    return inner.decode([token_id]) if inner is not None else f"token {token_id}"
+    return inner.decode([token_id]) if inner is not None else unknown.format(token_id)
 
 
 def _summary(answers: list, inputs: int, layer: int, codec: str) -> None:
