@@ -1,6 +1,7 @@
 """Measure a model for the planner: FLOPs per token of its embeddings, each block and its
-output head (counted by torch on a real forward pass), the weights each part needs, and
-the bytes per activation value a codec achieves on the model's own activations."""
+output head (counted by torch on a real forward pass), the weights each part needs, the
+bytes per activation value a codec achieves on the model's own activations, and for
+generation one decode step's work per split point."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import dataclasses
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..compression import build
 from ..task.precision import base_tensors
 from .activations import pack, unpack
-from .partition import num_blocks, parts, split
+from .generate import HeadSession, TailSession, kv_bytes_per_token
+from .partition import _inner, hf_model, num_blocks, parts, split
+from .plan_generation import Decode
 from .planner import Profile
 
 
@@ -112,3 +116,41 @@ def codec_cost(model, spec: str, *, tokens: int = 64, reps: int = 20) -> tuple[f
     message = pack(act, spec)
     decode = median_seconds(lambda: unpack(message, max_elements=values.size), reps)
     return len(blob) / values.size, encode, decode
+
+
+def decode(model, profile: Profile, *, context: int = 64, reps: int = 0) -> Decode:
+    """One decode step's work per split point for a causal LM. With ``reps`` = 0 from the
+    profile's FLOPs per token; else this host's seconds (median of ``reps`` steps after a
+    ``context``-token prompt, in host FLOP equivalents as ``timed``; needs a timed
+    ``profile`` for the host's FLOP/s)."""
+    top = hf_model(model)
+    n = num_blocks(model)
+    head = profile.embed_flops + np.concatenate([[0.0], np.cumsum(profile.block_flops)])
+    total = head[-1] + profile.out_flops
+    norm = _inner(top)[1].norm
+    tied = top.lm_head.weight is top.get_input_embeddings().weight
+    out_bytes = _bytes(norm) + (0 if tied else _bytes(top.lm_head))
+    work = Decode(tuple(map(float, head)), tuple(map(float, total - head)), profile.out_flops,
+                  kv_bytes_per_token(model, 1), out_bytes)  # fmt: skip
+    if reps == 0:
+        return work
+    if not profile.host_flops:
+        raise ValueError("a timed decode profile needs a timed prefill profile (host FLOP/s)")
+    prompt = _probe(model, context)
+    heads, tails = [], []
+    with torch.inference_mode():
+        for k in range(n + 1):
+            h, t = split(model, k)
+            device, server = HeadSession(h, k), TailSession(t, k)
+            hidden, start = device.step(prompt)
+            server.step(hidden, start)
+            one = torch.tensor([[5]])
+            heads.append(median_seconds(lambda d=device, x=one: d.step(x), reps))
+            step = device.step(one)[0]
+            # the tail steps on the same activation; its cache grows as a real session's does
+            tails.append(median_seconds(lambda s=server, x=step: s.step(x, s.seen), reps))
+        last = torch.zeros(1, 1, profile.hidden)
+        out_s = median_seconds(lambda: top.lm_head(norm(last)), reps)
+    h = profile.host_flops
+    return Decode(tuple(s * h for s in heads), tuple(s * h for s in tails), out_s * h,
+                  work.kv_bytes, out_bytes)  # fmt: skip
