@@ -84,3 +84,23 @@ def test_the_choice_follows_the_device_the_link_and_the_objective():
     tiny = dataclasses.replace(PHONE, memory_mb=1)
     with pytest.raises(ValueError, match="fits"):
         choose_generation(generation_costs(PROFILE, DECODE, tiny, LINK, **KW), "ttft", 64, min_k=1)
+
+
+def test_split_plan_with_an_answer_prices_generation(tmp_path):
+    from typer.testing import CliRunner
+
+    from fedslim.cli import cli
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(f'{{"prompt": "a {i}", "response": "b {i}"}}\n' for i in range(20)))
+    args = ["split", "plan", "--seq-len", "16", "--answer", "8", "--device", "phone-low",
+            "--link", "3g", "--objective", "tpot", "--min-layer", "1"]  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--set", f"task=sft:{pairs}"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for row in ("split k=2", "u-shape k=0", "cloud-prefill", "server", "device"):
+        assert row in result.output
+    assert "decision: " in result.output and "over all on the server" in result.output
+    classifier = CliRunner().invoke(cli, args)
+    assert classifier.exit_code == 2 and "needs a causal LM" in classifier.output
+    bad = CliRunner().invoke(cli, [*args[:-4], "--objective", "latency"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "ttft, tpot, total, energy" in bad.output

@@ -60,9 +60,16 @@ class GenCost:
 
 def generation_costs(profile: Profile, decode: Decode, device: Device, link: Link, *,
                      server_flops: float, prompt: int, answer: int, bytes_per_value: float,
-                     message_overhead: int = 96,
-                     runtime_mb: float = 0.0) -> list[GenCost]:  # fmt: skip
-    """Every split point, every U-shape and the three baselines, for one device and link."""
+                     message_overhead: int = 96, runtime_mb: float = 0.0,
+                     step_overhead_s: float = 0.0,
+                     open_overhead_s: float = 0.0) -> list[GenCost]:  # fmt: skip
+    """Every split point, every U-shape and the three baselines, for one device and link.
+
+    ``step_overhead_s`` and ``open_overhead_s`` are what the software stack adds to each
+    step of a split session and to opening one (thread wake-ups, stream set-up: about
+    2 ms and 3 ms on this 2-core host over loopback), measured at one split point and
+    carried to the others by ``benchmarks/split_generate.py``; 0 prices arithmetic and
+    links alone."""
     if prompt < 1 or answer < 1:
         raise ValueError(f"prompt and answer must be >= 1 token, got {prompt} and {answer}")
     n = len(profile.block_flops)
@@ -95,8 +102,9 @@ def generation_costs(profile: Profile, decode: Decode, device: Device, link: Lin
         dev_pre, dev_dec = pre_head[k] / device.flops, decode.head[k] / device.flops
         srv_pre, srv_dec = pre_tail[k] / server_flops, decode.tail[k] / server_flops
         up_total = act(prompt) + steps * act(1)
-        ttft = dev_pre + up(act(prompt)) + srv_pre + down(TOKEN_MESSAGE)
-        tpot = dev_dec + up(act(1)) + srv_dec + down(TOKEN_MESSAGE)
+        ttft = open_overhead_s + step_overhead_s
+        ttft += dev_pre + up(act(prompt)) + srv_pre + down(TOKEN_MESSAGE)
+        tpot = step_overhead_s + dev_dec + up(act(1)) + srv_dec + down(TOKEN_MESSAGE)
         out.append(cost("split", k, ttft, tpot, dev_pre + steps * dev_dec,
                         head_bytes[k] / MB + kv, up_total, answer * TOKEN_MESSAGE))  # fmt: skip
         # U-shape: the output head moves to the device, a hidden state comes back
@@ -114,10 +122,10 @@ def generation_costs(profile: Profile, decode: Decode, device: Device, link: Lin
     out.append(cost("device", n, dev_pre, dev_dec, dev_pre + steps * dev_dec, memory_all, 0, 0))
     srv_pre, srv_dec = pre_full / server_flops, full_dec / server_flops
     stream = 8 * TOKEN_MESSAGE / (link.down_mbps * MB)  # tokens stream: no round trip each
-    out.append(cost("server", -1, up(ids) + srv_pre + down(TOKEN_MESSAGE),
+    out.append(cost("server", -1, open_overhead_s + up(ids) + srv_pre + down(TOKEN_MESSAGE),
                     max(srv_dec, stream), 0.0, 0.0, ids, answer * TOKEN_MESSAGE))  # fmt: skip
     cache = kv_all * prompt + TOKEN_MESSAGE
-    out.append(cost("cloud-prefill", 0, up(ids) + srv_pre + down(cache), dev_dec,
+    out.append(cost("cloud-prefill", 0, open_overhead_s + up(ids) + srv_pre + down(cache), dev_dec,
                     steps * dev_dec, memory_all, ids, cache))  # fmt: skip
     return out
 

@@ -124,6 +124,8 @@ def decode(model, profile: Profile, *, context: int = 64, reps: int = 0) -> Deco
     ``context``-token prompt, in host FLOP equivalents as ``timed``; needs a timed
     ``profile`` for the host's FLOP/s)."""
     top = hf_model(model)
+    if not isinstance(getattr(top, "lm_head", None), torch.nn.Module):
+        raise ValueError(f"generation needs a causal LM; {type(top).__name__} has no lm_head")
     n = num_blocks(model)
     head = profile.embed_flops + np.concatenate([[0.0], np.cumsum(profile.block_flops)])
     total = head[-1] + profile.out_flops
