@@ -227,16 +227,7 @@ def throughput(case: str, tokens: int, counts=(1, 4, 16), total: int = 320) -> d
     with torch.inference_mode():
         message = pack(split(model, k)[0](*_ids(model, tokens)), "q8")
     sets = [a for key, v in CASES[case]["sets"].items() for a in ("--set", f"{key}={v}")]
-    proc = subprocess.Popen([sys.executable, "-m", "fedslim.cli", "split", "serve", "--port", "0",
-                             "--workers", "8", *sets], stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"COLUMNS": "300"})  # fmt: skip
-    port = None
-    while port is None:
-        line = proc.stderr.readline()
-        if not line:
-            raise RuntimeError("the server did not start")
-        if m := re.search(r"127\.0\.0\.1:(\d+)", line):
-            port = int(m.group(1))
+    proc, port = start_server("--workers", "8", *sets)
     rows = []
     try:
         for count in counts:
@@ -245,6 +236,19 @@ def throughput(case: str, tokens: int, counts=(1, 4, 16), total: int = 320) -> d
         proc.terminate()
         proc.wait(30)
     return {"k": k, "tokens": tokens, "message_bytes": len(message), "rows": rows}
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, int]:
+    """``fedslim split serve`` in its own process on a free port; (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fedslim.cli", "split", "serve", "--port", "0",
+                             *args], stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"COLUMNS": "300"})  # fmt: skip
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server did not start")
+        if m := re.search(r"127\.0\.0\.1:(\d+)", line):
+            return proc, int(m.group(1))
 
 
 def _load(target, message, k, fp, count, per_client) -> dict:

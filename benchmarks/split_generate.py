@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fedslim.client.workload import run_model, run_task  # noqa: E402
 from fedslim.config import RunConfig  # noqa: E402
 from fedslim.resources.profiles import DEVICES, LINKS, PRICES, Device, Link  # noqa: E402
+from fedslim.server import checkpoint  # noqa: E402
 from fedslim.split.activations import pack_step, unpack_step  # noqa: E402
 from fedslim.split.fingerprint import fingerprint  # noqa: E402
 from fedslim.split.generate import generate_local  # noqa: E402
@@ -41,11 +42,12 @@ from fedslim.split.partition import num_blocks, split  # noqa: E402
 from fedslim.split.plan_generation import Decode, choose_generation, generation_costs  # noqa: E402
 from fedslim.split.profile import decode, measure, median_seconds, timed  # noqa: E402
 from fedslim.split.remote import TailClient, generate  # noqa: E402
-from fedslim.split.service import Limits, TailService, serve  # noqa: E402
+from fedslim.split.service import TailService, serve  # noqa: E402
 from fedslim.task import wordnet  # noqa: E402
+from fedslim.task.adapters import get_adapter  # noqa: E402
 from fedslim.task.models import build_tokenizer  # noqa: E402
 from fedslim.task.train import train_local  # noqa: E402
-from split import _refused, llama_1b_profile  # noqa: E402  (benchmarks/split.py)
+from split import _refused, llama_1b_profile, start_server  # noqa: E402  (benchmarks/split.py)
 
 PROMPT, ANSWER = 32, 32
 # HAT (device head and output, cloud middle; Jetsons): TTFT -41..54 %, time between tokens
@@ -180,22 +182,24 @@ def agreement(model, prompts, codecs=("fp16", "q8", "q6", "q4"), limit: int = 10
     return out | {"k": k, "prompts": len(held), "answer": ANSWER}
 
 
-def throughput(model, prompts, counts=(1, 4, 16)) -> dict:
-    """(c) sessions at once, each a thread with its own head: tokens per second overall
-    (the server in this process: both ends share the 2 cores, so this bounds the server's
-    rate from below)."""
+def throughput(model, cfg, prompts, counts=(1, 4, 16)) -> dict:
+    """(c) sessions at once against ``fedslim split serve`` in its own process (the trained
+    adapter from a checkpoint), each session a thread here with its own head: tokens per
+    second overall. Device threads and server share the 2 cores."""
+    run = Path(tempfile.mkdtemp())
+    ckpt = checkpoint.Checkpoint(1, get_adapter(model), cfg.record(), {"rounds": [{"round": 1}]},
+                                 {})  # fmt: skip
+    checkpoint.save(run / "checkpoint", ckpt)
     fp = fingerprint(model)
     k = num_blocks(model) // 2
-    limits = Limits(max_sessions=max(counts))
-    server, port = serve(TailService(model, fp, name="bench", limits=limits), workers=2)
+    proc, port = start_server("--adapter", str(run), "--max-sessions", str(max(counts)))
     prompt = _prompt(prompts, PROMPT)
-    rows = []
     try:
-        for count in counts:
-            rows.append(_sessions(model, f"127.0.0.1:{port}", prompt, k, fp, count))
+        rows = [_sessions(model, f"127.0.0.1:{port}", prompt, k, fp, n) for n in counts]
     finally:
-        server.stop(grace=None)
-    return {"k": k, "rows": rows}
+        proc.terminate()
+        proc.wait(30)
+    return {"k": k, "codec": "q8", "rows": rows}
 
 
 def _sessions(model, target: str, prompt, k: int, fp, count: int) -> dict:
@@ -294,11 +298,11 @@ def main() -> None:
     result: dict = json.loads(path.read_text()) if path.exists() else {}
     result.setdefault("measured_at", {})
     if set(args.parts) & set("abc"):
-        model, _, prompts = trained_lm(args.train_steps)
+        model, cfg, prompts = trained_lm(args.train_steps)
     steps = {
         "a": ("loopback", lambda: loopback({"tiny": model, "llama8": llama_like()}, prompts)),
         "b": ("agreement", lambda: agreement(model, prompts)),
-        "c": ("throughput", lambda: throughput(model, prompts)),
+        "c": ("throughput", lambda: throughput(model, cfg, prompts)),
         "d": ("planner_llama_1b", gains),
     }
     for part in args.parts:
