@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from fedslim.resources.profiles import DEVICES, LINKS, PRICES, Device, Link  # n
 from fedslim.server import checkpoint  # noqa: E402
 from fedslim.split.activations import pack_step, unpack_step  # noqa: E402
 from fedslim.split.fingerprint import fingerprint  # noqa: E402
-from fedslim.split.generate import generate_local  # noqa: E402
+from fedslim.split.generate import GREEDY, generate_local  # noqa: E402
 from fedslim.split.partition import num_blocks, split  # noqa: E402
 from fedslim.split.plan_generation import Decode, choose_generation, generation_costs  # noqa: E402
 from fedslim.split.profile import decode, measure, median_seconds, timed  # noqa: E402
@@ -185,33 +186,76 @@ def agreement(model, prompts, codecs=("fp16", "q8", "q6", "q4"), limit: int = 10
 def throughput(model, cfg, prompts, counts=(1, 4, 16)) -> dict:
     """(c) sessions at once against ``fedslim split serve`` in its own process (the trained
     adapter from a checkpoint), each session a thread here with its own head: tokens per
-    second overall. Device threads and server share the 2 cores."""
+    second overall, with and without batched decode steps. Device threads and server share
+    the 2 cores."""
     run = Path(tempfile.mkdtemp())
     ckpt = checkpoint.Checkpoint(1, get_adapter(model), cfg.record(), {"rounds": [{"round": 1}]},
                                  {})  # fmt: skip
     checkpoint.save(run / "checkpoint", ckpt)
     fp = fingerprint(model)
     k = num_blocks(model) // 2
-    proc, port = start_server("--adapter", str(run), "--max-sessions", str(max(counts)))
     prompt = _prompt(prompts, PROMPT)
-    try:
-        rows = [_sessions(model, f"127.0.0.1:{port}", prompt, k, fp, n) for n in counts]
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    rows = []
+    for flag in ("--batch-decode", "--no-batch-decode"):
+        proc, port = start_server("--adapter", str(run), "--max-sessions", str(max(counts)), flag)
+        target = f"127.0.0.1:{port}"
+        try:
+            with TailClient(target) as client:
+                for n, light in ((n, light) for light in (False, True) for n in counts):
+                    before = client.info()
+                    tries = [_sessions(model, target, prompt, k, fp, n, light=light)
+                             for _ in range(3)]  # fmt: skip
+                    row = tries[0] | {"tokens_per_s": statistics.median(
+                        t["tokens_per_s"] for t in tries), "tries": 3}  # fmt: skip
+                    after = client.info()
+                    steps = after["batched_steps"] - before["batched_steps"]
+                    batches = after["batches"] - before["batches"]
+                    mean = steps / batches if batches else 1.0
+                    rows.append(row | {"batched": flag == "--batch-decode", "mean_batch": mean})
+        finally:
+            proc.terminate()
+            proc.wait(30)
     return {"k": k, "codec": "q8", "rows": rows}
 
 
-def _sessions(model, target: str, prompt, k: int, fp, count: int) -> dict:
+def _recorded(model, k: int, prompt) -> list[bytes]:
+    """The device's q8 messages of one real greedy session, to replay: the server answers
+    them with the same tokens, so a replayed session is as long as the real one."""
+    hidden_size, messages, seen = int(model.config.hidden_size), [], [0]
+
+    def record(hidden):
+        messages.append(pack_step(hidden, seen[0], "q8", seed=seen[0]))
+        seen[0] += hidden.shape[1]
+        return unpack_step(messages[-1], hidden=hidden_size, max_tokens=1 << 16)[0]
+
+    list(generate_local(model, k, prompt, ANSWER, transfer=record))
+    return messages
+
+
+def _sessions(model, target: str, prompt, k: int, fp, count: int, *, light: bool) -> dict:
+    """``count`` sessions at once. ``light``: each sends stored activations (the prompt's,
+    then one token's at the next position) instead of running a head, so the server's
+    capacity shows rather than the device threads' share of this host."""
     done: list[int] = []
     barrier = threading.Barrier(count + 1)
+    head = split(model, k)[0]
+    stored = _recorded(model, k, prompt)
 
     def run():
         with TailClient(target, timeout_s=300) as client:
             barrier.wait()
-            got = generate(split(model, k)[0], client, prompt, k=k, codec="q8", fp=fp,
-                           max_new_tokens=ANSWER)  # fmt: skip
-            done.append(len(got.tokens))
+            if not light:
+                got = generate(head, client, prompt, k=k, codec="q8", fp=fp, max_new_tokens=ANSWER)
+                done.append(len(got.tokens))
+                return
+            outbox: queue.Queue = queue.Queue()
+            outbox.put(stored[0])
+            call = client.stream(iter(outbox.get, None), k=k, fp=fp, max_new_tokens=ANSWER,
+                                 sampling=GREEDY)  # fmt: skip
+            got = 0
+            for got, _ in enumerate(call, start=1):  # noqa: B007  (counted)
+                outbox.put(stored[got] if got < len(stored) else None)
+            done.append(got)
 
     workers = [threading.Thread(target=run) for _ in range(count)]
     for w in workers:
@@ -221,7 +265,8 @@ def _sessions(model, target: str, prompt, k: int, fp, count: int) -> dict:
     for w in workers:
         w.join(600)
     wall = time.perf_counter() - t0
-    return {"sessions": count, "tokens": sum(done), "tokens_per_s": sum(done) / wall}
+    return {"sessions": count, "tokens": sum(done), "tokens_per_s": sum(done) / wall,
+            "light_client": light}  # fmt: skip
 
 
 def gains(prompt: int = 128, answer: int = 128, bpv: float = 1.03) -> dict:

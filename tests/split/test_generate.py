@@ -232,3 +232,55 @@ def test_split_infer_streams_generated_tokens_from_the_cli(tmp_path):
     assert len(line.split("<")) == 6  # five tokens, printed as they came
     assert "1 prompts, 5 tokens, k=1, none" in result.output
     assert bad.exit_code == 2 and "temperature must be >= 0" in bad.output
+
+
+@pytest.mark.parametrize("make", [_tiny, _llama], ids=["tiny", "llama"])
+def test_a_batched_decode_step_equals_each_sessions_own(make):
+    """Sessions of different lengths, left-padded into one forward, get the logits each
+    would alone, and their caches continue as if stepped alone."""
+    from fedslim.split.batching import batched_step
+
+    model = make()
+    vocab = model.config.vocab_size
+
+    def sessions(k):
+        head, tail = split(model, k)
+        out = []
+        for i, length in enumerate((3, 7, 5)):
+            device, server = HeadSession(head, k), TailSession(tail, k)
+            server.step(*device.step(_prompt(vocab, seed=i, length=length)))
+            out.append((device, server))
+        return out
+
+    for k in range(num_blocks(model)):
+        batched, alone = sessions(k), sessions(k)
+        for step in range(3):
+            ids = [torch.tensor([[10 + step + i]]) for i in range(3)]
+            hidden = [d.step(t)[0] for (d, _), t in zip(batched, ids, strict=True)]
+            got = batched_step([s for _, s in batched], hidden)
+            for row, ((d, s), t) in enumerate(zip(alone, ids, strict=True)):
+                assert torch.allclose(got[row], s.step(*d.step(t)), atol=1e-5), (k, step, row)
+
+
+def test_concurrent_sessions_share_batches_and_keep_their_own_tokens():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _tiny()
+    fp = fingerprint(model)
+    service = TailService(model, fp, name="tiny", limits=Limits(max_sessions=4))
+    server, port = serve(service)
+    prompts = [_prompt(4096, seed=s, length=4 + s) for s in range(4)]
+    try:
+        with TailClient(f"127.0.0.1:{port}") as client:
+
+            def one(prompt):
+                return generate(split(model, 1)[0], client, prompt, k=1, codec="none", fp=fp,
+                                max_new_tokens=NEW).tokens  # fmt: skip
+
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(one, prompts))
+    finally:
+        server.stop(grace=None)
+    assert got == [_unsplit(model, p) for p in prompts]
+    steps, batches = service.sessions.batching()
+    assert steps == 4 * (NEW - 1) and 1 <= batches <= steps

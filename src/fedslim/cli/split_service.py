@@ -53,6 +53,13 @@ def serve(
     idle_s: Annotated[
         float, typer.Option("--idle-s", help="a session idle longer expires, its cache freed")
     ] = 60.0,
+    batch_decode: Annotated[
+        bool,
+        typer.Option(
+            "--batch-decode/--no-batch-decode",
+            help="run concurrent sessions' decode steps as one batch",
+        ),
+    ] = True,
     set_: SetOpt = None,
 ) -> None:
     """Host the tail of a model for devices that run its head, until Ctrl-C or SIGTERM."""
@@ -76,7 +83,7 @@ def serve(
         fp = fingerprint(model)
         limits = Limits(max_tokens=max_tokens, max_batch=max_batch, max_in_flight=8 * workers,
                         max_sessions=max_sessions, max_cache_mb=max_cache_mb,
-                        idle_s=idle_s)  # fmt: skip
+                        idle_s=idle_s, batch_decode=batch_decode)  # fmt: skip
         service = TailService(model, fp, name=cfg.adapter.model, token=token, limits=limits)
         server, bound = start(service, host=host, port=port, tls=tls, workers=workers)
     except (ConfigError, ValueError, OSError) as exc:

@@ -66,8 +66,8 @@ def generation_costs(profile: Profile, decode: Decode, device: Device, link: Lin
     """Every split point, every U-shape and the three baselines, for one device and link.
 
     ``step_overhead_s`` and ``open_overhead_s`` are what the software stack adds to each
-    step of a split session and to opening one (thread wake-ups, stream set-up: about
-    2 ms and 3 ms on this 2-core host over loopback), measured at one split point and
+    step of a split session and to opening one (thread wake-ups, stream set-up: 0.5-1.6 ms
+    and 1.7-3.1 ms on this 2-core host over loopback), measured at one split point and
     carried to the others by ``benchmarks/split_generate.py``; 0 prices arithmetic and
     links alone."""
     if prompt < 1 or answer < 1:

@@ -53,6 +53,7 @@ class Limits:
     max_sessions: int = 16  # generation sessions open at once
     max_cache_mb: float = 1024.0  # the sessions' KV caches together
     idle_s: float = 60.0  # a session waiting longer for its next step expires
+    batch_decode: bool = True  # concurrent sessions' decode steps share one forward
 
     def max_elements(self, hidden: int) -> int:
         return self.max_tokens * self.max_batch * hidden
@@ -79,7 +80,8 @@ class TailService:
         if self.kind == "lm":
             self.sessions = Sessions(model, self.tails, max_sessions=limits.max_sessions,
                                      max_cache_mb=limits.max_cache_mb,
-                                     max_tokens=limits.max_tokens, hidden=self.hidden)  # fmt: skip
+                                     max_tokens=limits.max_tokens, hidden=self.hidden,
+                                     batch_decode=limits.batch_decode)  # fmt: skip
         if limits.max_message(self.hidden, self.width) >= 2**31:  # gRPC's limit
             raise ValueError(
                 f"--max-tokens {limits.max_tokens} x --max-batch {limits.max_batch} x hidden "
@@ -88,9 +90,15 @@ class TailService:
 
     def info(self) -> dict:
         lim = self.limits
-        return {"model": self.name, "blocks": self.n, "hidden": self.hidden, "kind": self.kind,
+        info = {"model": self.name, "blocks": self.n, "hidden": self.hidden, "kind": self.kind,
                 "base": self.fp.base, "adapter": self.fp.adapter,
                 "max_tokens": lim.max_tokens, "max_batch": lim.max_batch}  # fmt: skip
+        if self.sessions is not None:  # generation: what is open and how steps batch
+            steps, batches = self.sessions.batching()
+            info |= {"sessions": self.sessions.open_count(), "max_sessions": lim.max_sessions,
+                     "cache_bytes": self.sessions.cache_bytes(), "batched_steps": steps,
+                     "batches": batches}  # fmt: skip
+        return info
 
     def authorize(self, metadata: dict) -> None:
         if self.token is not None:

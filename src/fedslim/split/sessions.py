@@ -1,7 +1,8 @@
 """Generation sessions on the tail server: each holds a tail's KV cache, its sampler and its
 budget. The server bounds how many are open, the bytes their caches hold together and how
 long one may sit idle; whatever ends a session (its last token, an error, expiry, the
-client going away) frees its cache through ``close``."""
+client going away) frees its cache through ``close``. Concurrent decode steps at one
+split point run as one batch (``batching.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import grpc
 
 from ..compression import WireFormatError
 from .activations import pack_token, unpack_step
+from .batching import StepBatcher, batchable
 from .generate import PositionError, Sampling, TailSession, eos_ids, kv_bytes_per_token
 
 
@@ -43,7 +45,7 @@ class Sessions:
     server thread)."""
 
     def __init__(self, model, tails: dict, *, max_sessions: int, max_cache_mb: float,
-                 max_tokens: int, hidden: int) -> None:  # fmt: skip
+                 max_tokens: int, hidden: int, batch_decode: bool = True) -> None:  # fmt: skip
         self.model, self.tails, self.hidden = model, tails, hidden
         self.max_sessions, self.max_tokens = max_sessions, max_tokens
         self.max_cache = int(max_cache_mb * 1e6)
@@ -52,6 +54,8 @@ class Sessions:
         self._open: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._count = itertools.count(1)
+        self.batch_decode = batch_decode
+        self._batchers: dict[int, StepBatcher] = {}  # per split point, started on first use
 
     def open(self, k: int, sampling: Sampling, max_new_tokens: int) -> Session:
         if not 1 <= max_new_tokens <= self.max_tokens:
@@ -89,7 +93,11 @@ class Sessions:
                           f"session {session.id}: the sessions' caches would exceed this "
                           f"server's {self.max_cache / 1e6:.0f} MB; retry later")  # fmt: skip
         try:
-            logits = session.tail.step(hidden, start)
+            alone = len(self._open) == 1  # nothing to batch with: no hand-off
+            if t == 1 and self.batch_decode and not alone and batchable(session.tail):
+                logits = self._batcher(session.k).step(session.tail, hidden, start)
+            else:
+                logits = session.tail.step(hidden, start)
         except PositionError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         token = session.pick(logits)
@@ -98,11 +106,23 @@ class Sessions:
         session.last_active = time.monotonic()
         return pack_token(session.tail.seen, token, time.perf_counter() - start_s)
 
+    def _batcher(self, k: int) -> StepBatcher:
+        with self._lock:
+            if k not in self._batchers:
+                self._batchers[k] = StepBatcher(self.max_sessions)
+            return self._batchers[k]
+
     def close(self, sid: str) -> None:
         with self._lock:
             session = self._open.pop(sid, None)
         if session is not None:
             session.tail.cache = None  # the cache goes now, not when the stream's frame does
+
+    def batching(self) -> tuple[int, int]:
+        """(decode steps run batched, batches they formed)."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        return sum(b.steps for b in batchers), sum(b.batches for b in batchers)
 
     def open_count(self) -> int:
         with self._lock:
