@@ -89,13 +89,13 @@ def llama_like(blocks: int = 8):
     return LlamaForCausalLM(config).eval()
 
 
-def loopback(models: dict, prompts, reps: int = 15) -> dict:
+def loopback(models: dict, prompts, reps: int = 20) -> dict:
     """(a) every k: measured TTFT and TPOT against the planner on the host profile. Device
     and server share this host, so each gets one torch thread (as benchmarks/split.py).
 
     What the stack adds per step and per session (thread wake-ups, stream set-up) is not
-    in the arithmetic: it is measured at the middle split point and carried to every
-    other k, whose errors are the check (the middle one's are zero by construction)."""
+    in the arithmetic: each k is predicted with the median overheads measured at the
+    other k's (leave one out), so no prediction has seen its own measurement."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -110,24 +110,19 @@ def _loopback(model, prompt, reps: int) -> dict:
     host = Device("host", profile.host_flops, 0.0, 0.0, 1 << 20)
     fp = fingerprint(model)
     n = num_blocks(model)
+    heads = [split(model, k)[0] for k in range(n + 1)]
     server, port = serve(TailService(model, fp, name="bench"), workers=2)
-    measured = []
+    runs: list[list] = [[] for _ in range(n + 1)]
     try:
         with TailClient(f"127.0.0.1:{port}") as client:
             rtt = median_seconds(client.info, 30)
             blob = b"\0" * (8 << 20)
             mbps = 8 * len(blob) / max(median_seconds(lambda: _refused(client, blob, fp), 5)
                                        - rtt, 1e-6) / 1e6  # fmt: skip
-            for k in range(n + 1):
-                head = split(model, k)[0]
-                runs = [generate(head, client, prompt, k=k, codec="none", fp=fp,
-                                 max_new_tokens=ANSWER) for _ in range(reps)]  # fmt: skip
-                first = runs[0]
-                measured.append({
-                    "k": k, "ttft_s": statistics.median(r.first_token_s for r in runs),
-                    "tpot_s": statistics.median(s for r in runs for s in r.token_s),
-                    "up_bytes_prompt": first.up_bytes[0], "up_bytes_per_token": first.up_bytes[1],
-                    "down_bytes_per_token": first.down_bytes // len(first.tokens)})  # fmt: skip
+            for _ in range(reps):  # every k in each round: the host's drift hits all alike
+                for k in range(n + 1):
+                    runs[k].append(generate(heads[k], client, prompt, k=k, codec="none", fp=fp,
+                                            max_new_tokens=ANSWER))  # fmt: skip
     finally:
         server.stop(grace=None)
     loop = Link("loopback", mbps, mbps, rtt, 0, 0, 0, 0.0, 0.0)
@@ -139,21 +134,27 @@ def _loopback(model, prompt, reps: int) -> dict:
         costs = generation_costs(profile, steps, host, loop, **kw, **extra)
         return [next(c for c in costs if c.label == f"split k={k}") for k in range(n + 1)]
 
-    bare, mid = plan(), measured[n // 2]
-    step_s = mid["tpot_s"] - bare[n // 2].tpot_s
-    open_s = mid["ttft_s"] - bare[n // 2].ttft_s - step_s
-    rows = []
-    carried = plan(step_overhead_s=step_s, open_overhead_s=open_s)
-    for got, want, raw in zip(measured, carried, bare, strict=True):
-        rows.append(got)
+    bare, rows = plan(), []
+    for k, got in enumerate(runs):
+        one = got[0]
+        rows.append({"k": k, "ttft_s": statistics.median(r.first_token_s for r in got),
+                     "tpot_s": statistics.median(s for r in got for s in r.token_s),
+                     "ttft_arithmetic_s": bare[k].ttft_s, "tpot_arithmetic_s": bare[k].tpot_s,
+                     "up_bytes_prompt": one.up_bytes[0], "up_bytes_per_token": one.up_bytes[1],
+                     "down_bytes_per_token": one.down_bytes // len(one.tokens)})  # fmt: skip
+    step = [r["tpot_s"] - r["tpot_arithmetic_s"] for r in rows]
+    opening = [r["ttft_s"] - r["ttft_arithmetic_s"] - s for r, s in zip(rows, step, strict=True)]
+    for k, row in enumerate(rows):  # each k is predicted from the other k's overheads
+        others = [j for j in range(n + 1) if j != k]
+        want = plan(step_overhead_s=statistics.median(step[j] for j in others),
+                    open_overhead_s=statistics.median(opening[j] for j in others))[k]  # fmt: skip
         for what in ("ttft", "tpot"):
-            predicted = getattr(want, f"{what}_s")
-            got[f"{what}_predicted_s"] = predicted
-            got[f"{what}_error"] = predicted / got[f"{what}_s"] - 1
-            got[f"{what}_arithmetic_s"] = getattr(raw, f"{what}_s")
-    return {"blocks": n, "calibrated_at_k": n // 2, "step_overhead_s": step_s,
-            "open_overhead_s": open_s, "host_flops": host.flops, "rtt_s": rtt,
-            "loopback_mbps": mbps, "rows": rows}  # fmt: skip
+            row[f"{what}_predicted_s"] = getattr(want, f"{what}_s")
+            row[f"{what}_error"] = row[f"{what}_predicted_s"] / row[f"{what}_s"] - 1
+    return {"blocks": n, "calibration": "leave one out", "reps": reps,
+            "step_overhead_s": statistics.median(step),
+            "open_overhead_s": statistics.median(opening), "host_flops": host.flops,
+            "rtt_s": rtt, "loopback_mbps": mbps, "rows": rows}  # fmt: skip
 
 
 def agreement(model, prompts, codecs=("fp16", "q8", "q6", "q4"), limit: int = 100) -> dict:
@@ -322,7 +323,7 @@ def _figure(result: dict, path: Path) -> None:
             ax.plot(ks, [1000 * r[f"{what}_s"] for r in part["rows"]], "o-",
                     label="measured (loopback)")  # fmt: skip
             ax.plot(ks, [1000 * r[f"{what}_predicted_s"] for r in part["rows"]], "s--",
-                    label=f"planner (overheads from k={part['calibrated_at_k']})")  # fmt: skip
+                    label="planner (overheads from the other k)")  # fmt: skip
             ax.plot(ks, [1000 * r[f"{what}_arithmetic_s"] for r in part["rows"]], ":",
                     color="grey", label="planner, arithmetic and link only")  # fmt: skip
             ax.set(xlabel="k (blocks on the device)", ylabel="ms", title=f"{name}: {title}",
