@@ -137,6 +137,13 @@ def infer(
     ] = 0.0,
     top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling's mass")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="the sampler's seed")] = 0,
+    output_here: Annotated[
+        bool,
+        typer.Option("--output-here", help="U-shape: the output head and sampling run here"),
+    ] = False,
+    down_codec: Annotated[
+        str, typer.Option("--down-codec", help="U-shape: codec of the states sent back")
+    ] = "q8",
     tls_dir: TlsOpt = None,
     token_file: TokenOpt = None,
     set_: SetOpt = None,
@@ -164,11 +171,12 @@ def infer(
             raise ConfigError("--batch-size must be >= 1, --max-new-tokens >= 0")
         sampling = Sampling(temperature, top_p, seed)  # ValueError names the option
         build(codec)  # a bad pipeline fails here, not after the model is loaded
+        build(down_codec)
         token = _token(token_file)
         ca = (tls_dir / "ca.crt").read_bytes() if tls_dir is not None else None
         cfg, model, task = load(model_name, adapter, set_)
         fp = fingerprint(model)  # of the whole model, as the server's, before the tail goes
-        head = device_head(model, layer)  # the device keeps only the weights it runs
+        head = device_head(model, layer, keep_output=output_here)  # only what runs here
         del model
         tok = build_tokenizer(cfg.adapter.model)
         if max_new_tokens and task.kind != "sft":
@@ -179,9 +187,10 @@ def infer(
     with TailClient(server, ca=ca, token=token) as client:
         try:
             if max_new_tokens:
+                down = down_codec if output_here else None
                 runs = [_generate(client, head, tok, text, k=layer, codec=codec, fp=fp,
-                                  max_new_tokens=max_new_tokens, sampling=sampling)
-                        for text in texts]  # fmt: skip
+                                  max_new_tokens=max_new_tokens, sampling=sampling,
+                                  down_codec=down) for text in texts]  # fmt: skip
                 _generation_summary(runs, layer, codec)
                 return
             answers = _run(client, head, batches, task, tok, k=layer, codec=codec, fp=fp)

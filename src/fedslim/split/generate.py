@@ -106,6 +106,12 @@ class HeadSession:
         self.seen += t
         return out.last_hidden_state, start
 
+    @torch.inference_mode()
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The U-shape's output head on the device: logits of the tail's last hidden state
+        ([1, 1, hidden], already final-normed)."""
+        return self.head.top.lm_head(hidden.reshape(-1))
+
     def cache_bytes(self) -> int:
         return cache_bytes(self.cache)
 
@@ -127,6 +133,12 @@ class TailSession:
     @torch.inference_mode()
     def step(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
         """Next-token logits [vocabulary] after the step's last token."""
+        return self.tail.top.lm_head(self.last_hidden(hidden, start))
+
+    @torch.inference_mode()
+    def last_hidden(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """The final-normed hidden state [hidden] after the step's last token: what the
+        U-shape sends back for the device's own output head."""
         if start != self.seen:
             raise PositionError(f"step starts at position {start}; the session is at {self.seen}")
         t = hidden.shape[1]
@@ -135,7 +147,7 @@ class TailSession:
                               use_cache=self.cache is not None,
                               **{self._kw: self.cache})  # fmt: skip
         self.seen += t
-        return self.tail.top.lm_head(out.last_hidden_state[0, -1])
+        return out.last_hidden_state[0, -1]
 
     def cache_bytes(self) -> int:
         return cache_bytes(self.cache)
@@ -180,18 +192,25 @@ def eos_ids(model) -> set[int]:
 
 
 def generate_local(model, k: int, prompt: torch.Tensor, max_new_tokens: int, *,
-                   sampling: Sampling = GREEDY, transfer=None) -> Iterator[int]:  # fmt: skip
+                   sampling: Sampling = GREEDY, transfer=None,
+                   u_shape: bool = False) -> Iterator[int]:  # fmt: skip
     """Split generation in one process (tests, the planner's timing): head and tail
-    sessions, each step's activations through ``transfer`` (e.g. a codec round trip)."""
+    sessions, each step's activations through ``transfer`` (e.g. a codec round trip);
+    ``u_shape``: the tail's last hidden state comes back the same way and the device runs
+    the output head."""
     head, tail = split(model, k)
     device, server = HeadSession(head, k), TailSession(tail, k)
     pick, stop = sampling.sampler(), eos_ids(model)
+    move = transfer or (lambda h: h)
     ids = prompt
     for _ in range(max_new_tokens):
         hidden, start = device.step(ids)
-        if transfer is not None:
-            hidden = transfer(hidden)
-        token = pick(server.step(hidden, start))
+        if u_shape:
+            back = move(server.last_hidden(move(hidden), start).reshape(1, 1, -1))
+            logits = device.output(back)
+        else:
+            logits = server.step(move(hidden), start)
+        token = pick(logits)
         yield token
         if token in stop:
             return

@@ -114,11 +114,12 @@ def split(model, k: int) -> tuple[Head, Tail]:
 _OUTPUT_HEADS = (*_HEADS, "dropout")  # and what only they use
 
 
-def device_head(model, k: int) -> Head:
+def device_head(model, k: int, *, keep_output: bool = False) -> Head:
     """The device's half alone: ``model`` (changed in place, unusable whole afterwards)
     drops blocks[k:], the final norm / pooler and the output head, so a weak device keeps
     only the weights it runs, as the planner prices it. Take the fingerprint before: it
-    covers the whole model, as the server's does.
+    covers the whole model, as the server's does. ``keep_output`` keeps a causal LM's
+    output head (the U-shape of split generation: the server sends back normed states).
 
     The kept weights are copied: weights loaded from safetensors share one file mapping,
     which one kept tensor would hold whole (and hashing touched every page of it)."""
@@ -127,7 +128,8 @@ def device_head(model, k: int) -> Head:
     _, inner = _inner(top)
     holder, attr = _blocks(inner)
     setattr(holder, attr, nn.ModuleList(list(getattr(holder, attr))[:k]))
-    for owner, names in ((inner, ("norm", "pooler")), (top, _OUTPUT_HEADS)):
+    outputs = tuple(h for h in _OUTPUT_HEADS if not (keep_output and h == "lm_head"))
+    for owner, names in ((inner, ("norm", "pooler")), (top, outputs)):
         for name in names:
             if isinstance(getattr(owner, name, None), nn.Module):
                 setattr(owner, name, nn.Identity())

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import torch
 
-from .activations import pack, pack_step, unpack_logits, unpack_token
+from .activations import pack, pack_step, unpack_logits, unpack_step, unpack_token
 from .fingerprint import Fingerprint
 from .generate import GREEDY, HeadSession, Sampling, eos_ids
 from .service import SERVICE
@@ -71,14 +71,17 @@ class TailClient:
         return answer, float(trailing.get("fedslim-server-s", 0.0))
 
     def stream(self, requests, *, k: int, fp: Fingerprint, max_new_tokens: int,
-               sampling: Sampling):  # fmt: skip
-        """The Generate call: responses as they come; its initial metadata names the session."""
+               sampling: Sampling, down_codec: str | None = None):  # fmt: skip
+        """The Generate call: responses as they come; its initial metadata names the session.
+        ``down_codec``: the U-shape (the last hidden state comes back in this codec)."""
         metadata = (*self._auth, ("fedslim-layer", str(k)), ("fedslim-base", fp.base),
                     ("fedslim-adapter", fp.adapter),
                     ("fedslim-max-new-tokens", str(max_new_tokens)),
                     ("fedslim-temperature", repr(sampling.temperature)),
                     ("fedslim-top-p", repr(sampling.top_p)),
                     ("fedslim-seed", str(sampling.seed)))  # fmt: skip
+        if down_codec is not None:
+            metadata += (("fedslim-output", "device"), ("fedslim-down-codec", down_codec))
         return self._generate(requests, metadata=metadata)
 
     def close(self) -> None:
@@ -126,10 +129,15 @@ class Generation:
 
 def generate(head, client: TailClient, prompt: torch.Tensor, *, k: int, codec: str,
              fp: Fingerprint, max_new_tokens: int, sampling: Sampling = GREEDY,
-             on_token: Callable[[int], None] | None = None) -> Generation:  # fmt: skip
+             on_token: Callable[[int], None] | None = None,
+             down_codec: str | None = None) -> Generation:  # fmt: skip
     """Generate through a split: the head and its cache here, the tail's on the server,
-    one stream for the session. ``on_token`` sees each token as it arrives."""
+    one stream for the session. ``on_token`` sees each token as it arrives. With
+    ``down_codec`` the U-shape: the server returns its last hidden state in that codec
+    and the output head and sampling run here (the device must keep its output head)."""
     session, stop, out = HeadSession(head, k), eos_ids(head.top), Generation()
+    pick = sampling.sampler() if down_codec is not None else None
+    hidden_size = int(head.top.config.hidden_size)
     outbox: queue.Queue = queue.Queue()
 
     def send(ids: torch.Tensor) -> None:
@@ -147,11 +155,17 @@ def generate(head, client: TailClient, prompt: torch.Tensor, *, k: int, codec: s
     t = time.perf_counter()
     send(prompt)
     call = client.stream(requests(), k=k, fp=fp, max_new_tokens=max_new_tokens,
-                         sampling=sampling)  # fmt: skip
+                         sampling=sampling, down_codec=down_codec)  # fmt: skip
     try:
         for answer in call:
+            if pick is None:
+                _, token, server_s = unpack_token(answer)
+            else:  # the U-shape: our output head on the tail's last hidden state
+                back, _ = unpack_step(answer, hidden=hidden_size, max_tokens=1)
+                t0 = time.perf_counter()
+                token, server_s = pick(session.output(back)), 0.0
+                out.head_s += time.perf_counter() - t0
             now = time.perf_counter()
-            _, token, server_s = unpack_token(answer)
             if not out.tokens:
                 out.first_token_s = now - t
                 out.session = dict(call.initial_metadata() or ()).get("fedslim-session", "")

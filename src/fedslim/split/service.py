@@ -34,7 +34,7 @@ import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ..compression import WireFormatError
+from ..compression import WireFormatError, build
 from .activations import pack_logits, shape, unpack
 from .fingerprint import Fingerprint
 from .generate import Sampling
@@ -155,7 +155,15 @@ class TailService:
             max_new = int(metadata.get("fedslim-max-new-tokens", ""))
         except ValueError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"sampling: {exc}") from None
-        return self.sessions.open(k, sampling, max_new)
+        output = metadata.get("fedslim-output", "server")
+        down = metadata.get("fedslim-down-codec", "none")
+        try:
+            if output not in ("server", "device"):
+                raise ValueError(f"fedslim-output: expected server or device, got {output!r}")
+            build(down)
+        except ValueError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        return self.sessions.open(k, sampling, max_new, down if output == "device" else None)
 
 
 def _handler(service: TailService):

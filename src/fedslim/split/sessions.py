@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from ..compression import WireFormatError
-from .activations import pack_token, unpack_step
+from .activations import pack_step, pack_token, unpack_step
 from .batching import StepBatcher, batchable
 from .generate import PositionError, Sampling, TailSession, eos_ids, kv_bytes_per_token
 
@@ -35,6 +35,7 @@ class Session:
     tail: TailSession
     pick: object  # Sampling.sampler()
     max_new_tokens: int
+    down_codec: str | None = None  # the U-shape: the last hidden state goes back in this codec
     produced: int = 0
     last_active: float = field(default_factory=time.monotonic)
     done: bool = False
@@ -57,7 +58,8 @@ class Sessions:
         self.batch_decode = batch_decode
         self._batchers: dict[int, StepBatcher] = {}  # per split point, started on first use
 
-    def open(self, k: int, sampling: Sampling, max_new_tokens: int) -> Session:
+    def open(self, k: int, sampling: Sampling, max_new_tokens: int,
+             down_codec: str | None = None) -> Session:  # fmt: skip
         if not 1 <= max_new_tokens <= self.max_tokens:
             raise Refused(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -70,12 +72,13 @@ class Sessions:
                               f"{self.max_sessions}; retry later")  # fmt: skip
             sid = f"{next(self._count)}-{secrets.token_hex(4)}"
             session = Session(sid, k, TailSession(self.tails[k], k), sampling.sampler(),
-                              max_new_tokens)  # fmt: skip
+                              max_new_tokens, down_codec)  # fmt: skip
             self._open[sid] = session
         return session
 
     def step(self, session: Session, message: bytes) -> bytes:
-        """Run one step of ``session``; the token message to send back."""
+        """Run one step of ``session``; the token message to send back (the U-shape: the
+        last hidden state's step message, for the device's output head)."""
         start_s = time.perf_counter()
         session.last_active = time.monotonic()
         try:
@@ -94,14 +97,21 @@ class Sessions:
                           f"server's {self.max_cache / 1e6:.0f} MB; retry later")  # fmt: skip
         try:
             alone = len(self._open) == 1  # nothing to batch with: no hand-off
-            if t == 1 and self.batch_decode and not alone and batchable(session.tail):
+            if session.down_codec is not None:
+                back = session.tail.last_hidden(hidden, start).reshape(1, 1, -1)
+            elif t == 1 and self.batch_decode and not alone and batchable(session.tail):
                 logits = self._batcher(session.k).step(session.tail, hidden, start)
             else:
                 logits = session.tail.step(hidden, start)
         except PositionError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        token = session.pick(logits)
         session.produced += 1
+        session.last_active = time.monotonic()
+        if session.down_codec is not None:  # the device samples; it ends the session
+            session.done = session.produced >= session.max_new_tokens
+            seen = session.tail.seen
+            return pack_step(back, seen, session.down_codec, seed=seen)
+        token = session.pick(logits)
         session.done = session.produced >= session.max_new_tokens or token in self.eos
         session.last_active = time.monotonic()
         return pack_token(session.tail.seen, token, time.perf_counter() - start_s)
