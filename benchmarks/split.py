@@ -251,6 +251,19 @@ def start_server(*args: str) -> tuple[subprocess.Popen, int]:
             return proc, int(m.group(1))
 
 
+def together(run, barrier: threading.Barrier, count: int) -> float:
+    """``count`` threads of ``run``, which each wait on ``barrier`` (of count + 1) before
+    their load; seconds from the release to the last one's end."""
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join(600)
+    return time.perf_counter() - t0
+
+
 def _load(target, message, k, fp, count, per_client) -> dict:
     times: list[float] = []
     lock = threading.Lock()
@@ -266,14 +279,7 @@ def _load(target, message, k, fp, count, per_client) -> dict:
                     times.append(time.perf_counter() - t0)
 
     barrier = threading.Barrier(count + 1)
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join(600)
-    wall = time.perf_counter() - t0
+    wall = together(run, barrier, count)
     ms = np.asarray(times) * 1000
     p50, p99 = np.percentile(ms, [50, 99])
     return {"clients": count, "requests": len(times), "per_s": len(times) / wall,
@@ -322,6 +328,18 @@ def _figure(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def run_parts(steps: dict, parts: str, result: dict) -> None:
+    """Run each named part into ``result``, recording when it was measured."""
+    result.setdefault("measured_at", {})
+    for part in parts:
+        name, fn = steps[part]
+        t0 = time.perf_counter()
+        result[name] = fn()
+        result["measured_at"][name] = time.strftime("%Y-%m-%d %H:%M")
+        print(f"({part}) {name} in {time.perf_counter() - t0:.0f} s:")
+        print(json.dumps(result[name], indent=1)[:4000])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(CASES), default="tiny")
@@ -351,13 +369,7 @@ def main() -> None:
         "d": ("throughput", lambda: throughput(args.model, tokens)),
         "e": ("split_training", lambda: split_training(args.model, seeds, args.train_steps)),
     }
-    for part in args.parts:
-        name, fn = steps[part]
-        t0 = time.perf_counter()
-        result[name] = fn()
-        result["measured_at"][name] = time.strftime("%Y-%m-%d %H:%M")
-        print(f"({part}) {name} in {time.perf_counter() - t0:.0f} s:")
-        print(json.dumps(result[name], indent=1)[:4000])
+    run_parts(steps, args.parts, result)
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     if "latency" in result:

@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -48,7 +47,7 @@ from fedslim.task import wordnet  # noqa: E402
 from fedslim.task.adapters import get_adapter  # noqa: E402
 from fedslim.task.models import build_tokenizer  # noqa: E402
 from fedslim.task.train import train_local  # noqa: E402
-from split import _refused, llama_1b_profile, start_server  # noqa: E402  (benchmarks/split.py)
+from split import _refused, llama_1b_profile, run_parts, start_server, together  # noqa: E402  (benchmarks/split.py)
 
 PROMPT, ANSWER = 32, 32
 # HAT (device head and output, cloud middle; Jetsons): TTFT -41..54 %, time between tokens
@@ -258,14 +257,7 @@ def _sessions(model, target: str, prompt, k: int, fp, count: int, *, light: bool
                 outbox.put(stored[got] if got < len(stored) else None)
             done.append(got)
 
-    workers = [threading.Thread(target=run) for _ in range(count)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for w in workers:
-        w.join(600)
-    wall = time.perf_counter() - t0
+    wall = together(run, barrier, count)
     return {"sessions": count, "tokens": sum(done), "tokens_per_s": sum(done) / wall,
             "light_client": light}  # fmt: skip
 
@@ -342,7 +334,6 @@ def main() -> None:
     args = ap.parse_args()
     path = args.out / "generate.json"
     result: dict = json.loads(path.read_text()) if path.exists() else {}
-    result.setdefault("measured_at", {})
     if set(args.parts) & set("abc"):
         model, cfg, prompts = trained_lm(args.train_steps)
     steps = {
@@ -351,13 +342,7 @@ def main() -> None:
         "c": ("throughput", lambda: throughput(model, cfg, prompts)),
         "d": ("planner_llama_1b", gains),
     }
-    for part in args.parts:
-        name, fn = steps[part]
-        t0 = time.perf_counter()
-        result[name] = fn()
-        result["measured_at"][name] = time.strftime("%Y-%m-%d %H:%M")
-        print(f"({part}) {name} in {time.perf_counter() - t0:.0f} s:")
-        print(json.dumps(result[name], indent=1)[:3000])
+    run_parts(steps, args.parts, result)
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     if "loopback" in result:
