@@ -13,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from fedslim.split.activations import pack_step, unpack_token
 from fedslim.split.fingerprint import fingerprint
 from fedslim.split.generate import (
+    GREEDY,
     HeadSession,
     Sampling,
     TailSession,
@@ -297,3 +298,38 @@ def test_concurrent_sessions_share_batches_and_keep_their_own_tokens():
     assert got == [_unsplit(model, p) for p in prompts]
     steps, batches = service.sessions.batching()
     assert 1 <= batches <= steps <= 4 * (NEW - 1)  # a lone session's steps go direct
+
+
+def test_the_cache_budget_and_the_session_length_are_enforced():
+    model = _tiny()
+    fp = fingerprint(model)
+    per_token = kv_bytes_per_token(model, num_blocks(model) - 1)  # k = 1: one block served
+    budget_mb = 10 * per_token / 1e6  # room for 10 tokens of cache in all
+    limits = Limits(max_tokens=9, max_cache_mb=budget_mb)
+    server, port = serve(TailService(model, fp, name="tiny", limits=limits))
+    head = HeadSession(split(model, 1)[0], 1)
+    prompt = pack_step(*head.step(_prompt(4096, length=7)))
+    try:
+        with TailClient(f"127.0.0.1:{port}") as client:
+            first = client.stream(iter([prompt]), k=1, fp=fp, max_new_tokens=2, sampling=GREEDY)
+            assert len(list(first)) == 1  # 7 tokens fit, and the device ended the session
+            calls, outboxes = [], [queue.Queue(), queue.Queue()]
+            for outbox in outboxes:  # two sessions of 7 tokens: the second would pass 10
+                outbox.put(prompt)
+                calls.append(client.stream(iter(outbox.get, None), k=1, fp=fp,
+                                           max_new_tokens=2, sampling=GREEDY))  # fmt: skip
+                if len(calls) == 1:
+                    next(calls[0])  # its prompt is in the cache before the second arrives
+            with pytest.raises(grpc.RpcError) as over:
+                next(calls[1])
+            assert over.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "caches would exceed" in over.value.details()
+            # the first session goes on with 3 tokens: 10 is past --max-tokens
+            step = pack_step(*head.step(torch.tensor([[5, 6, 7]])))
+            outboxes[0].put(step)
+            with pytest.raises(grpc.RpcError) as long:
+                next(calls[0])
+            assert long.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "at most 9 per session" in long.value.details()
+    finally:
+        server.stop(grace=None)

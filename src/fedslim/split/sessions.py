@@ -37,6 +37,7 @@ class Session:
     max_new_tokens: int
     down_codec: str | None = None  # the U-shape: the last hidden state goes back in this codec
     produced: int = 0
+    reserved: int = 0  # cache bytes this session may hold (its steps so far)
     last_active: float = field(default_factory=time.monotonic)
     done: bool = False
 
@@ -55,6 +56,7 @@ class Sessions:
         self._open: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._count = itertools.count(1)
+        self._reserved = 0  # cache bytes of every open session's steps
         self.batch_decode = batch_decode
         self._batchers: dict[int, StepBatcher] = {}  # per split point, started on first use
 
@@ -91,10 +93,13 @@ class Sessions:
                           f"session {session.id}: {session.tail.seen + t} tokens, this server "
                           f"keeps at most {self.max_tokens} per session")  # fmt: skip
         grow = t * kv_bytes_per_token(self.model, self.n - session.k)
-        if self.cache_bytes() + grow > self.max_cache:
-            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"session {session.id}: the sessions' caches would exceed this "
-                          f"server's {self.max_cache / 1e6:.0f} MB; retry later")  # fmt: skip
+        with self._lock:  # reserved before the step: concurrent steps cannot both pass
+            if self._reserved + grow > self.max_cache:
+                raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"session {session.id}: the sessions' caches would exceed this "
+                              f"server's {self.max_cache / 1e6:.2f} MB; retry later")  # fmt: skip
+            self._reserved += grow
+            session.reserved += grow
         try:
             alone = len(self._open) == 1  # nothing to batch with: no hand-off
             if session.down_codec is not None:
@@ -125,6 +130,8 @@ class Sessions:
     def close(self, sid: str) -> None:
         with self._lock:
             session = self._open.pop(sid, None)
+            if session is not None:
+                self._reserved -= session.reserved
         if session is not None:
             session.tail.cache = None  # the cache goes now, not when the stream's frame does
 
