@@ -11,7 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from fedslim.split.activations import pack_step, unpack_token
-from fedslim.split.fingerprint import fingerprint
+from fedslim.split.fingerprint import Fingerprint, fingerprint
 from fedslim.split.generate import (
     GREEDY,
     HeadSession,
@@ -210,11 +210,13 @@ def test_bad_generation_requests_get_clear_statuses(served):
         "bad k": ([step], 9, grpc.StatusCode.INVALID_ARGUMENT, "expected 0..2"),
         "garbage": ([b"junk"], 1, grpc.StatusCode.INVALID_ARGUMENT, "step message"),
         "bad codec": ([step], 1, grpc.StatusCode.INVALID_ARGUMENT, "unknown codec 'bogus'"),
+        "other adapter": ([step], 1, grpc.StatusCode.FAILED_PRECONDITION, "adapter"),
     }
     for name, (messages, k, code, why) in cases.items():
         down = "bogus" if name == "bad codec" else None
-        call = client.stream(iter(messages), k=k, fp=fp, max_new_tokens=NEW, sampling=Sampling(),
-                             down_codec=down)  # fmt: skip
+        theirs = Fingerprint(fp.base, "0" * len(fp.adapter)) if name == "other adapter" else fp
+        call = client.stream(iter(messages), k=k, fp=theirs, max_new_tokens=NEW,
+                             sampling=Sampling(), down_codec=down)  # fmt: skip
         with pytest.raises(grpc.RpcError) as err:
             list(call)
         assert err.value.code() == code and why in err.value.details(), name
@@ -300,17 +302,22 @@ def test_concurrent_sessions_share_batches_and_keep_their_own_tokens():
     assert 1 <= batches <= steps <= 4 * (NEW - 1)  # a lone session's steps go direct
 
 
-def test_the_cache_budget_and_the_session_length_are_enforced():
+def test_the_token_the_cache_budget_and_the_session_length_are_enforced():
     model = _tiny()
     fp = fingerprint(model)
     per_token = kv_bytes_per_token(model, num_blocks(model) - 1)  # k = 1: one block served
     budget_mb = 10 * per_token / 1e6  # room for 10 tokens of cache in all
     limits = Limits(max_tokens=9, max_cache_mb=budget_mb)
-    server, port = serve(TailService(model, fp, name="tiny", limits=limits))
+    server, port = serve(TailService(model, fp, name="tiny", token="s3cret", limits=limits))
     head = HeadSession(split(model, 1)[0], 1)
     prompt = pack_step(*head.step(_prompt(4096, length=7)))
     try:
-        with TailClient(f"127.0.0.1:{port}") as client:
+        with TailClient(f"127.0.0.1:{port}") as stranger:
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stranger.stream(iter([prompt]), k=1, fp=fp, max_new_tokens=2,
+                                     sampling=GREEDY))  # fmt: skip
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with TailClient(f"127.0.0.1:{port}", token="s3cret") as client:
             first = client.stream(iter([prompt]), k=1, fp=fp, max_new_tokens=2, sampling=GREEDY)
             assert len(list(first)) == 1  # 7 tokens fit, and the device ended the session
             calls, outboxes = [], [queue.Queue(), queue.Queue()]
