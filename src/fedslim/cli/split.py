@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..config import ConfigError, parse_assignments
 from .common import SetOpt, _fail, cli, console
+from .split_generate import AnswerOpt, check_objective, plan_generation
 
 split_cli = typer.Typer(no_args_is_help=True, help="Split inference: device head, server tail.")
 cli.add_typer(split_cli, name="split")
@@ -59,9 +60,7 @@ def plan(
     seq_len: Annotated[
         int, typer.Option("--seq-len", help="tokens per request (the prompt, with --answer)")
     ] = 64,
-    answer: Annotated[
-        int, typer.Option("--answer", help="plan generation of N tokens (causal LMs)")
-    ] = 0,
+    answer: AnswerOpt = 0,
     objective: Annotated[
         str,
         typer.Option(
@@ -82,50 +81,58 @@ def plan(
     adapter: AdapterOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Cost of every split point k and the one to choose."""
-    from ..client.memory import RUNTIME_MB
+    """Cost of every split point k and the one to choose (with --answer: for generation)."""
     from ..resources import profiles as catalogue
-    from ..split.plan_generation import OBJECTIVES, choose_generation, generation_costs
-    from ..split.planner import choose, costs, extremes
-    from ..split.profile import codec_cost, decode, measure
-    from ..split.profile import timed as timed_profile
 
     try:
         devices, links = _catalogue(profiles, device=device, link=link, server=server)
         if seq_len < 1:
             raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
-        if answer < 0 or (answer and objective not in OBJECTIVES):
-            raise ConfigError(
-                f"--answer must be >= 0; with it --objective is one of {', '.join(OBJECTIVES)}"
-            )
+        check_objective(answer, objective)
         cfg, model, _ = load(model_name, adapter, set_)
-        profile = measure(model, tokens=seq_len)
-        bpv, *codec_s = codec_cost(model, codec, tokens=seq_len, reps=20 if timed else 0)
-        if timed:
-            profile = timed_profile(model, profile, tokens=seq_len)
+        profile, bpv, codec_s = _profiled(model, codec, seq_len, timed)
         server_flops = devices[server].flops if server else catalogue.PRICES.server_flops
+        where = (devices[device], links[link], server_flops)
+        kw = dict(objective=objective, min_layer=min_layer)
         if answer:
-            steps = decode(model, profile, context=seq_len, reps=20 if timed else 0)
-            plan = generation_costs(profile, steps, devices[device], links[link],
-                                    server_flops=server_flops, prompt=seq_len, answer=answer,
-                                    bytes_per_value=bpv, runtime_mb=RUNTIME_MB)  # fmt: skip
-            chosen = choose_generation(plan, objective, answer, min_k=min_layer)
+            show = plan_generation(model, profile, bpv, where, prompt=seq_len, answer=answer,
+                                   timed=timed, **kw)  # fmt: skip
         else:
-            kw = dict(server_flops=server_flops, tokens=seq_len, runtime_mb=RUNTIME_MB)
-            all_k = costs(profile, devices[device], links[link], bytes_per_value=bpv,
-                          codec_s=tuple(codec_s), **kw)  # fmt: skip
-            ends = extremes(profile, devices[device], links[link], **kw)
-            chosen = choose(all_k, objective, min_k=min_layer)
+            show = _plan_split(profile, bpv, codec_s, where, tokens=seq_len, **kw)
     except (ConfigError, ValueError) as exc:
         _fail(exc, 2)
-    title = f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)"
-    if answer:
-        title += f", {seq_len}-token prompt, {answer}-token answer"
-        Console(width=120).print(_generation_table(title, plan, answer))
-        _generation_decision(plan, chosen, objective, answer)
-        return
-    Console(width=120).print(_table(title, all_k, ends))
-    _decision(all_k, ends, chosen, objective, min_layer)
+    show(f"{cfg.adapter.model} on {device} over {link}, {codec} ({bpv:.2f} B/value)")
+
+
+def _profiled(model, codec: str, tokens: int, timed: bool):
+    """(profile, the codec's bytes per value, its encode and decode seconds)."""
+    from ..split.profile import codec_cost, measure
+    from ..split.profile import timed as timed_profile
+
+    profile = measure(model, tokens=tokens)
+    bpv, *codec_s = codec_cost(model, codec, tokens=tokens, reps=20 if timed else 0)
+    if timed:
+        profile = timed_profile(model, profile, tokens=tokens)
+    return profile, bpv, tuple(codec_s)
+
+
+def _plan_split(profile, bpv: float, codec_s, where, *, tokens: int, objective: str,
+                min_layer: int):  # fmt: skip
+    """Price every split point for one request; returns what prints the table and choice."""
+    from ..client.memory import RUNTIME_MB
+    from ..split.planner import choose, costs, extremes
+
+    device, link, server_flops = where
+    kw = dict(server_flops=server_flops, tokens=tokens, runtime_mb=RUNTIME_MB)
+    all_k = costs(profile, device, link, bytes_per_value=bpv, codec_s=codec_s, **kw)
+    ends = extremes(profile, device, link, **kw)
+    chosen = choose(all_k, objective, min_k=min_layer)
+
+    def show(title: str) -> None:
+        Console(width=120).print(_table(title, all_k, ends))
+        _decision(all_k, ends, chosen, objective, min_layer)
+
+    return show
 
 
 def _catalogue(profiles: Path | None, **names: str | None):
@@ -158,31 +165,4 @@ def _decision(all_k, ends, chosen, objective: str, min_layer: int) -> None:
         f"decision: {name.get(decision.k, f'split at k={decision.k}')} ({objective} "
         f"{score(decision):.4g}; {gains})"
         + ("" if min_layer == 0 else f"; the input stays on the device (k >= {min_layer})")
-    )
-
-
-def _generation_table(title: str, plan, answer: int) -> Table:
-    table = Table(title=title)
-    for col in ("placement", "first token s", "per token s", "answer s", "device J", "MB",
-                "up B", "down B"):  # fmt: skip
-        table.add_column(col, justify="right")
-    for c in plan:
-        mark = "" if c.fits else " (does not fit)"
-        table.add_row(c.label, f"{c.ttft_s:.4f}", f"{c.tpot_s:.4f}", f"{c.total_s(answer):.3f}",
-                      f"{c.device_j:.3f}", f"{c.device_mb:.0f}{mark}", f"{c.up_bytes:,}",
-                      f"{c.down_bytes:,}")  # fmt: skip
-    return table
-
-
-def _generation_decision(plan, chosen, objective: str, answer: int) -> None:
-    from ..split.plan_generation import score
-
-    gains = ", ".join(
-        f"{score(end, objective, answer) / max(score(chosen, objective, answer), 1e-12):.2f}x "
-        f"over all on the {end.mode}"
-        for end in plan
-        if end.mode in ("device", "server") and end.fits
-    )
-    console.print(
-        f"decision: {chosen.label} ({objective} {score(chosen, objective, answer):.4g}; {gains})"
     )

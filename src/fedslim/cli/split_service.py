@@ -13,6 +13,20 @@ import typer
 from ..config import ConfigError
 from .common import SetOpt, _fail, console
 from .split import AdapterOpt, ModelOpt, load, split_cli
+from .split_generate import (
+    BatchDecodeOpt,
+    DownCodecOpt,
+    IdleOpt,
+    MaxCacheOpt,
+    MaxNewOpt,
+    MaxSessionsOpt,
+    OutputHereOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopPOpt,
+    generate_all,
+    token_text,
+)
 
 TlsOpt = Annotated[
     Path | None,
@@ -44,22 +58,10 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="requests run at once")] = 8,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="per sequence")] = 512,
     max_batch: Annotated[int, typer.Option("--max-batch", help="sequences per request")] = 64,
-    max_sessions: Annotated[
-        int, typer.Option("--max-sessions", help="generation sessions open at once")
-    ] = 16,
-    max_cache_mb: Annotated[
-        float, typer.Option("--max-cache-mb", help="the sessions' KV caches together")
-    ] = 1024.0,
-    idle_s: Annotated[
-        float, typer.Option("--idle-s", help="a session idle longer expires, its cache freed")
-    ] = 60.0,
-    batch_decode: Annotated[
-        bool,
-        typer.Option(
-            "--batch-decode/--no-batch-decode",
-            help="run concurrent sessions' decode steps as one batch",
-        ),
-    ] = True,
+    max_sessions: MaxSessionsOpt = 16,
+    max_cache_mb: MaxCacheOpt = 1024.0,
+    idle_s: IdleOpt = 60.0,
+    batch_decode: BatchDecodeOpt = True,
     set_: SetOpt = None,
 ) -> None:
     """Host the tail of a model for devices that run its head, until Ctrl-C or SIGTERM."""
@@ -129,21 +131,12 @@ def infer(
     text: Annotated[list[str] | None, typer.Option("--text", help="an input, repeatable")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="inputs, one per line")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="inputs per request")] = 1,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="generate up to N tokens per input (LMs)")
-    ] = 0,
-    temperature: Annotated[
-        float, typer.Option("--temperature", help="0: greedy; else sample")
-    ] = 0.0,
-    top_p: Annotated[float, typer.Option("--top-p", help="nucleus sampling's mass")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="the sampler's seed")] = 0,
-    output_here: Annotated[
-        bool,
-        typer.Option("--output-here", help="U-shape: the output head and sampling run here"),
-    ] = False,
-    down_codec: Annotated[
-        str, typer.Option("--down-codec", help="U-shape: codec of the states sent back")
-    ] = "q8",
+    max_new_tokens: MaxNewOpt = 0,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    seed: SeedOpt = 0,
+    output_here: OutputHereOpt = False,
+    down_codec: DownCodecOpt = "q8",
     tls_dir: TlsOpt = None,
     token_file: TokenOpt = None,
     set_: SetOpt = None,
@@ -160,18 +153,11 @@ def infer(
     from ..task.models import build_tokenizer
 
     try:
-        texts = list(text or [])
-        if file is not None:
-            texts += [
-                line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()
-            ]
-        if not texts:
-            raise ConfigError("nothing to infer: give --text or --file")
+        texts = _inputs(text, file)
         if batch_size < 1 or max_new_tokens < 0:
             raise ConfigError("--batch-size must be >= 1, --max-new-tokens >= 0")
         sampling = Sampling(temperature, top_p, seed)  # ValueError names the option
-        build(codec)  # a bad pipeline fails here, not after the model is loaded
-        build(down_codec)
+        build(codec), build(down_codec)  # a bad pipeline fails here, before the model loads
         token = _token(token_file)
         ca = (tls_dir / "ca.crt").read_bytes() if tls_dir is not None else None
         cfg, model, task = load(model_name, adapter, set_)
@@ -188,10 +174,9 @@ def infer(
         try:
             if max_new_tokens:
                 down = down_codec if output_here else None
-                runs = [_generate(client, head, tok, text, k=layer, codec=codec, fp=fp,
-                                  max_new_tokens=max_new_tokens, sampling=sampling,
-                                  down_codec=down) for text in texts]  # fmt: skip
-                _generation_summary(runs, layer, codec)
+                generate_all(client, head, tok, texts, k=layer, codec=codec, fp=fp,
+                             max_new_tokens=max_new_tokens, sampling=sampling,
+                             down_codec=down)  # fmt: skip
                 return
             answers = _run(client, head, batches, task, tok, k=layer, codec=codec, fp=fp)
         except grpc.RpcError as exc:
@@ -199,35 +184,13 @@ def infer(
     _summary(answers, len(texts), layer, codec)
 
 
-def _generate(client, head, tok, text: str, **kwargs):
-    import torch
-
-    from ..split.remote import generate
-
-    ids = tok.encode(text)
-    if not ids:
-        raise ConfigError("an input has no tokens")
-    print(text, end="", flush=True)
-
-    def show(token: int) -> None:
-        print(_token_text(tok, token, " <{}>"), end="", flush=True)
-
-    run = generate(head, client, torch.tensor([ids]), **kwargs, on_token=show)
-    print(flush=True)
-    return run
-
-
-def _generation_summary(runs: list, layer: int, codec: str) -> None:
-    tokens = sum(len(r.tokens) for r in runs)
-    first = 1000 * sum(r.first_token_s for r in runs) / len(runs)
-    steps = [s for r in runs for s in r.token_s]
-    per = 1000 * sum(steps) / max(len(steps), 1)
-    up = sum(b for r in runs for b in r.up_bytes[1:]) / max(len(steps), 1)
-    console.print(
-        f"{len(runs)} prompts, {tokens} tokens, k={layer}, {codec}: first token {first:.1f} ms, "
-        f"then {per:.1f} ms per token; per token {up:,.0f} B up, "
-        f"{runs[0].down_bytes / max(len(runs[0].tokens), 1):.0f} B down"
-    )
+def _inputs(text: list[str] | None, file: Path | None) -> list[str]:
+    texts = list(text or [])
+    if file is not None:
+        texts += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ConfigError("nothing to infer: give --text or --file")
+    return texts
 
 
 def _run(client, head, batches, task, tok, **kwargs) -> list:
@@ -239,14 +202,9 @@ def _run(client, head, batches, task, tok, **kwargs) -> list:
         answers.append(answer)
         for text, row in zip(inputs, answer.logits, strict=True):
             best = int(row.argmax())
-            label = task.label_names[best] if task.kind == "cls" else _token_text(tok, best)
+            label = task.label_names[best] if task.kind == "cls" else token_text(tok, best)
             print(f"{label}\t{text}")
     return answers
-
-
-def _token_text(tok, token_id: int, unknown: str = "token {}") -> str:
-    inner = getattr(tok, "_tok", None)  # a hashed vocabulary has no way back to text
-    return inner.decode([token_id]) if inner is not None else unknown.format(token_id)
 
 
 def _summary(answers: list, inputs: int, layer: int, codec: str) -> None:

@@ -58,6 +58,43 @@ class GenCost:
         return f"{self.mode} k={self.k}" if self.mode in ("split", "u-shape") else self.mode
 
 
+@dataclass(frozen=True)
+class Situation:
+    """One device, link and server, and the request: what every placement is priced in."""
+
+    profile: Profile
+    decode: Decode
+    device: Device
+    link: Link
+    server_flops: float
+    prompt: int
+    answer: int
+    bytes_per_value: float
+    message_overhead: int
+    runtime_mb: float
+
+    def act(self, tokens: int) -> int:
+        """Bytes of a step message carrying ``tokens`` tokens' activations."""
+        values = tokens * self.profile.hidden * self.bytes_per_value
+        return int(np.ceil(values)) + self.message_overhead
+
+    def up(self, nbytes: int) -> float:
+        return transfer_s(nbytes, self.link.up_mbps, self.link.rtt_s)
+
+    def down(self, nbytes: int) -> float:
+        return transfer_s(nbytes, self.link.down_mbps, self.link.rtt_s)
+
+    def cost(self, mode, k, ttft, tpot, device_s, memory, up_total, down_total) -> GenCost:
+        link = self.link
+        radio = radio_j(up_total, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j)
+        radio += radio_j(down_total, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j)
+        memory += self.runtime_mb + 4 * self.profile.hidden * 4 * self.prompt / MB  # activations
+        return GenCost(mode, k, float(ttft), float(tpot),
+                       float(self.device.active_w * device_s + radio), float(memory),
+                       bool(memory <= self.device.memory_mb), int(up_total),
+                       int(down_total))  # fmt: skip
+
+
 def generation_costs(profile: Profile, decode: Decode, device: Device, link: Link, *,
                      server_flops: float, prompt: int, answer: int, bytes_per_value: float,
                      message_overhead: int = 96, runtime_mb: float = 0.0,
@@ -66,68 +103,64 @@ def generation_costs(profile: Profile, decode: Decode, device: Device, link: Lin
     """Every split point, every U-shape and the three baselines, for one device and link.
 
     ``step_overhead_s`` and ``open_overhead_s`` are what the software stack adds to each
-    step of a split session and to opening one (thread wake-ups, stream set-up: 0.5-1.6 ms
-    and 1.7-3.1 ms on this 2-core host over loopback), measured at one split point and
-    carried to the others by ``benchmarks/split_generate.py``; 0 prices arithmetic and
-    links alone."""
+    step of a split session and to opening one (thread wake-ups, stream set-up: 0.5-1.5 ms
+    and 1.8-2.3 ms on this 2-core host over loopback), measured by
+    ``benchmarks/split_generate.py``; 0 prices arithmetic and links alone."""
     if prompt < 1 or answer < 1:
         raise ValueError(f"prompt and answer must be >= 1 token, got {prompt} and {answer}")
-    n = len(profile.block_flops)
-    pre_head, pre_tail, pre_full = profile.work(prompt)
+    at = Situation(profile, decode, device, link, server_flops, prompt, answer, bytes_per_value,
+                 message_overhead, runtime_mb)  # fmt: skip
+    return _splits(at, step_overhead_s, open_overhead_s) + _baselines(at, open_overhead_s)
+
+
+def _splits(at: Situation, step_s: float, open_s: float) -> list[GenCost]:
+    """Each k, tokens down, and the U-shape at each k (a hidden state down, the output
+    head on the device)."""
+    profile, decode, steps = at.profile, at.decode, at.answer - 1
+    pre_head, pre_tail, _ = profile.work(at.prompt)
     head_bytes = profile.embed_bytes + np.concatenate([[0], np.cumsum(profile.block_bytes)])
-    full_bytes = head_bytes[-1] + decode.out_bytes
-    steps = answer - 1
-    context = prompt + answer
-
-    def act(tokens: int) -> int:
-        return int(np.ceil(tokens * profile.hidden * bytes_per_value)) + message_overhead
-
-    def up(nbytes: int) -> float:
-        return transfer_s(nbytes, link.up_mbps, link.rtt_s)
-
-    def down(nbytes: int) -> float:
-        return transfer_s(nbytes, link.down_mbps, link.rtt_s)
-
-    def cost(mode, k, ttft, tpot, device_s, memory, up_total, down_total) -> GenCost:
-        radio = radio_j(up_total, link.up_mbps, link.a_up_mw, link.base_mw, link.tail_j)
-        radio += radio_j(down_total, link.down_mbps, link.a_down_mw, link.base_mw, link.tail_j)
-        memory += runtime_mb + 4 * profile.hidden * 4 * prompt / MB  # live activations
-        return GenCost(mode, k, float(ttft), float(tpot), float(device.active_w * device_s + radio),
-                       float(memory), bool(memory <= device.memory_mb), int(up_total),
-                       int(down_total))  # fmt: skip
-
+    dev_out, srv_out = decode.out / at.device.flops, decode.out / at.server_flops
+    token, state = at.down(TOKEN_MESSAGE), at.down(at.act(1))
     out = []
-    for k in range(n + 1):
-        kv = k * decode.kv_bytes * context / MB
-        dev_pre, dev_dec = pre_head[k] / device.flops, decode.head[k] / device.flops
-        srv_pre, srv_dec = pre_tail[k] / server_flops, decode.tail[k] / server_flops
-        up_total = act(prompt) + steps * act(1)
-        ttft = open_overhead_s + step_overhead_s
-        ttft += dev_pre + up(act(prompt)) + srv_pre + down(TOKEN_MESSAGE)
-        tpot = step_overhead_s + dev_dec + up(act(1)) + srv_dec + down(TOKEN_MESSAGE)
-        out.append(cost("split", k, ttft, tpot, dev_pre + steps * dev_dec,
-                        head_bytes[k] / MB + kv, up_total, answer * TOKEN_MESSAGE))  # fmt: skip
-        # U-shape: the output head moves to the device, a hidden state comes back
-        dev_out, srv_out = decode.out / device.flops, decode.out / server_flops
-        ttft = ttft - down(TOKEN_MESSAGE) - srv_out + down(act(1)) + dev_out
-        tpot = tpot - down(TOKEN_MESSAGE) - srv_out + down(act(1)) + dev_out
-        out.append(cost("u-shape", k, ttft, tpot, dev_pre + steps * dev_dec + answer * dev_out,
-                        (head_bytes[k] + decode.out_bytes) / MB + kv, up_total,
-                        answer * act(1)))  # fmt: skip
-    ids = 4 * prompt + 64
+    for k in range(len(profile.block_flops) + 1):
+        kv = k * decode.kv_bytes * (at.prompt + at.answer) / MB
+        dev_pre, dev_dec = pre_head[k] / at.device.flops, decode.head[k] / at.device.flops
+        srv_pre, srv_dec = pre_tail[k] / at.server_flops, decode.tail[k] / at.server_flops
+        up_total = at.act(at.prompt) + steps * at.act(1)
+        ttft = open_s + step_s + dev_pre + at.up(at.act(at.prompt)) + srv_pre + token
+        tpot = step_s + dev_dec + at.up(at.act(1)) + srv_dec + token
+        down_total = at.answer * TOKEN_MESSAGE
+        out.append(at.cost("split", k, ttft, tpot, dev_pre + steps * dev_dec,
+                           head_bytes[k] / MB + kv, up_total, down_total))  # fmt: skip
+        swap = state - token + dev_out - srv_out
+        out.append(at.cost("u-shape", k, ttft + swap, tpot + swap,
+                           dev_pre + steps * dev_dec + at.answer * dev_out,
+                           (head_bytes[k] + decode.out_bytes) / MB + kv, up_total,
+                           at.answer * at.act(1)))  # fmt: skip
+    return out
+
+
+def _baselines(at: Situation, open_s: float) -> list[GenCost]:
+    """All on the device, all on the server, cloud prefill with device decode."""
+    profile, decode, steps = at.profile, at.decode, at.answer - 1
+    n = len(profile.block_flops)
+    full_pre = profile.work(at.prompt)[2]
     full_dec = decode.head[n] + decode.out
     kv_all = n * decode.kv_bytes
-    dev_pre, dev_dec = pre_full / device.flops, full_dec / device.flops
-    memory_all = full_bytes / MB + kv_all * context / MB
-    out.append(cost("device", n, dev_pre, dev_dec, dev_pre + steps * dev_dec, memory_all, 0, 0))
-    srv_pre, srv_dec = pre_full / server_flops, full_dec / server_flops
-    stream = 8 * TOKEN_MESSAGE / (link.down_mbps * MB)  # tokens stream: no round trip each
-    out.append(cost("server", -1, open_overhead_s + up(ids) + srv_pre + down(TOKEN_MESSAGE),
-                    max(srv_dec, stream), 0.0, 0.0, ids, answer * TOKEN_MESSAGE))  # fmt: skip
-    cache = kv_all * prompt + TOKEN_MESSAGE
-    out.append(cost("cloud-prefill", 0, open_overhead_s + up(ids) + srv_pre + down(cache), dev_dec,
-                    steps * dev_dec, memory_all, ids, cache))  # fmt: skip
-    return out
+    full_bytes = profile.embed_bytes + sum(profile.block_bytes) + decode.out_bytes
+    memory = full_bytes / MB + kv_all * (at.prompt + at.answer) / MB
+    dev_pre, dev_dec = full_pre / at.device.flops, full_dec / at.device.flops
+    srv_pre, srv_dec = full_pre / at.server_flops, full_dec / at.server_flops
+    ids = 4 * at.prompt + 64
+    stream = 8 * TOKEN_MESSAGE / (at.link.down_mbps * MB)  # tokens stream: no round trip each
+    cache = kv_all * at.prompt + TOKEN_MESSAGE
+    return [
+        at.cost("device", n, dev_pre, dev_dec, dev_pre + steps * dev_dec, memory, 0, 0),
+        at.cost("server", -1, open_s + at.up(ids) + srv_pre + at.down(TOKEN_MESSAGE),
+                max(srv_dec, stream), 0.0, 0.0, ids, at.answer * TOKEN_MESSAGE),
+        at.cost("cloud-prefill", 0, open_s + at.up(ids) + srv_pre + at.down(cache), dev_dec,
+                steps * dev_dec, memory, ids, cache),
+    ]  # fmt: skip
 
 
 def score(cost: GenCost, objective: str, answer: int) -> float:
