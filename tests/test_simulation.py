@@ -158,6 +158,22 @@ def test_resume_matches_an_uninterrupted_run(two_rounds, tmp_path):
         assert logged[key] == _series(rounds, key), key
 
 
+def test_dp_reports_epsilon_every_round_and_stops_before_the_budget(tmp_path):
+    from fedslim.privacy.accountant import epsilon
+
+    out = tmp_path / "dp"
+    dp = dict(dp="central", dp_noise_multiplier=1.0, dp_epsilon=8.0, dp_delta=1e-5)
+    _, summary, _ = _run(out, 3, **dp)
+    rounds = _rows(out / "rounds.csv")
+    assert [int(r["round"]) for r in rounds] == [0, 1, 2]  # a third round would pass 8
+    want = [epsilon("rdp", samplings=[1.0] * r, noise=1.0, delta=1e-5) for r in range(3)]
+    assert [float(r["epsilon"]) for r in rounds] == pytest.approx(want)
+    assert want[2] <= 8.0 < epsilon("rdp", samplings=[1.0] * 3, noise=1.0, delta=1e-5)
+    assert summary["privacy"]["epsilon"] == pytest.approx(want[2])
+    clients = [c for c in _rows(out / "clients.csv") if c["status"] == "ok"]
+    assert len(clients) == 4 and all(float(c["update_norm"]) > 0 for c in clients)
+
+
 def _tiny_bert_dir(path, words):
     from transformers import BertConfig, BertModel, BertTokenizer
 

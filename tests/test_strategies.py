@@ -121,6 +121,31 @@ def test_fedavg_is_the_weighted_mean_of_client_updates():
     assert np.allclose(flat, (30 * 1 + 10 * 3) / 40)
 
 
+def test_dp_clips_each_decoded_update_and_noises_the_mean_over_the_sampled():
+    """A huge update moves the aggregate by at most dp-clip / sampled clients; unweighted
+    (30 and 10 examples count alike)."""
+    from fedslim.privacy.dpfedavg import CentralDP
+
+    honest = 0.01 * np.ones(N, np.float32)
+    updates = {101: honest, 202: honest, 303: np.full(N, 1e4, np.float32)}
+    examples = {101: 30, 202: 10, 303: 10}
+
+    def flat(dp, sent):
+        strategy = _strategy("fedavg", dp=dp)
+        arrays, _ = _round(strategy, {n: updates[n] for n in sent}, examples=examples)
+        norms = [r.update_norm for r in strategy.rows]
+        return np.concatenate([v.ravel() for v in record_to_arrays(arrays).values()]), norms
+
+    clean, _ = flat(CentralDP(clip=0.1, noise=0.0), [101, 202])
+    attacked, norms = flat(CentralDP(clip=0.1, noise=0.0), [101, 202, 303])
+    assert np.allclose(clean, 2 * honest / 3)  # clipped updates summed over the 3 asked
+    assert np.linalg.norm(attacked - clean) == pytest.approx(0.1 / 3, rel=1e-5)
+    assert norms[2] == pytest.approx(1e4 * np.sqrt(N), rel=1e-5)
+    noised, _ = flat(CentralDP(clip=0.1, noise=1.0, seed=5), [101, 202])
+    again, _ = flat(CentralDP(clip=0.1, noise=1.0, seed=5), [101, 202])
+    assert np.array_equal(noised, again) and not np.allclose(noised, clean)
+
+
 FIVE = {101: 0, 202: 1, 303: 2, 404: 3, 505: 4}
 
 

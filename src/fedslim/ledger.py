@@ -45,6 +45,7 @@ class ClientRow:
     energy_j: float = 0.0  # spent whether or not the update was aggregated
     peak_mem_mb: float = 0.0  # estimated peak training memory
     cost_usd: float = 0.0  # data and electricity
+    update_norm: float = 0.0  # dp=central: the decoded update's L2 norm before clipping
 
     @property
     def ok(self) -> bool:
@@ -75,6 +76,8 @@ class RoundRow:
     energy_j: float = 0.0  # every client's, dropped ones included
     cost_usd: float = 0.0  # clients' data and electricity, and the server's time
     eval_s: float = 0.0  # the server's evaluation of the new global adapter
+    sampled: int = 0  # clients asked to train
+    epsilon: float = float("inf")  # the run's client-level epsilon so far (dp=central)
 
     @classmethod
     def of(

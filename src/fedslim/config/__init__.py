@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..strategies import catalog
 from .client import FULL_PRECISION, ComputeConfig
+from .privacy import PrivacyConfig
 from .sections import (
     AdapterConfig,
     CodecConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "RunConfig",
     "EngineConfig",
     "PricingConfig",
+    "PrivacyConfig",
     "StrategyConfig",
     "TaskConfig",
     "load_toml",
@@ -58,6 +60,7 @@ SECTIONS = {
     "rounds": RoundsConfig,
     "sim": PricingConfig,
     "client": ComputeConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -71,6 +74,7 @@ class RunConfig:
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     sim: PricingConfig = field(default_factory=PricingConfig)
     client: ComputeConfig = field(default_factory=ComputeConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     seed: int = _key("seeds data, base weights, sampling and training", 0)
     out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
@@ -96,6 +100,21 @@ class RunConfig:
         self._lora_only()
         if self.strategy.spec.base_residual:  # exact aggregation folds fp32 residuals in
             self._full_precision_base()
+        if self.privacy.on:
+            self._private()
+
+    def _private(self) -> None:
+        """DP-FedAvg bounds one client's effect on a mean of clipped updates: a strategy
+        that aggregates otherwise, or weights ranks apart, has another sensitivity."""
+        refusal = self.strategy.spec.dp_refusal
+        _check(not refusal, "strategy", f"a mean of updates with dp=central ({refusal})",
+               self.strategy.name)  # fmt: skip
+        _check(
+            not self.adapter.heterogeneous,
+            "lora-ranks",
+            '"" with dp=central (rank-aware weighting gives each rank its own sensitivity)',
+            self.adapter.lora_ranks,
+        )
 
     def _lora_only(self) -> None:
         """FFA-LoRA freezes LoRA's A, exact aggregation folds B A into the base and

@@ -34,6 +34,7 @@ from ..task.train import evaluate, round_flops
 from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import admit, discover
+from .privacy import PrivacyLedger
 from .rounds import play_round
 from .tracking import open_tracker
 
@@ -118,10 +119,13 @@ class _Run:
             )
         t0 = time.monotonic()
         self.nodes = discover(grid, cfg)
+        clients = len(self.nodes.partitions)
+        self.privacy = PrivacyLedger(cfg, clients, self.history.rounds) if cfg.privacy.on else None
         self.strategy = _strategy(
             cfg, self.model, self.initial, self.task, self.nodes, server_state,
             clock(cfg, self.model, self.nodes.partitions) if clock else None,
         )  # fmt: skip
+        self.strategy.dp = self.privacy.mechanism if self.privacy else None
         self.startup_s = time.monotonic() - t0
         self.eval_s = 0.0
         self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
@@ -144,14 +148,24 @@ class _Run:
         cfg = self.cfg
         self.report("start", self._start_info())
         if self.start == 0:
-            self._record(RoundRow.of(0, self.evaluate(), [], 0.0), [])
+            row = RoundRow.of(0, self.evaluate(), [], 0.0)
+            if self.privacy:
+                self.privacy.record(row)  # epsilon 0: nothing released yet
+            self._record(row, [])
         for rnd in range(self.start + 1, cfg.rounds.num_server_rounds + 1):
+            over = self.privacy.exceeded_by_next() if self.privacy else None
+            if over is not None:
+                log(INFO, "stopped before round %d: epsilon would reach %.3f, over the "
+                    "budget dp-epsilon=%g", rnd, over, cfg.privacy.dp_epsilon)  # fmt: skip
+                break
             row = self._round(rnd)
             target = cfg.rounds.target_accuracy if cfg.rounds.stop_at_target else 0.0
             if target and row.accuracy >= target:
                 log(INFO, "target accuracy %.4f reached in round %d", row.accuracy, rnd)
                 break
         extra = {"adapter_params": num_parameters(self.arrays), "nodes": len(self.nodes.partitions)}
+        if self.privacy:
+            extra["privacy"] = self.privacy.summary()
         summary = results.write_summary(self.out, self.history.rounds, cfg.record(), extra)
         self.report("end", summary)
         return summary
@@ -168,6 +182,9 @@ class _Run:
         totals = self.strategy.clock.totals(rows)
         elapsed = self.history.rounds[-1].sim_elapsed_s + totals.get("sim_round_s", 0.0)
         row = RoundRow.of(rnd, self.evaluate(), rows, seconds, sim_elapsed_s=elapsed, **totals)
+        row.sampled = len(self.strategy.asked)
+        if self.privacy:
+            self.privacy.record(row)
         self._record(row, rows)
         return row
 

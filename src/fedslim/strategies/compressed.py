@@ -31,6 +31,7 @@ from flwr.serverapp.strategy import Strategy
 from .. import protocol, seeds
 from ..compression.wire import max_blob_bytes
 from ..ledger import ClientRow
+from ..privacy.dpfedavg import CentralDP, noisy_mean
 from ..records import wire_bytes
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
@@ -58,6 +59,7 @@ class Compressed(Strategy):
         max_ratio: float = 0.0,
         clock: Clock | None = None,
         uplinks: UplinkPlan | None = None,
+        dp: CentralDP | None = None,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         # each client's own pipeline (uplink-codec=auto, by-link:), sent in its instruction
@@ -74,6 +76,7 @@ class Compressed(Strategy):
         self.asked: dict[int, tuple[Message, ClientRow]] = {}  # node -> instruction, its row
         self.refused: list[ClientRow] = []  # sampled, but unable to train on their device
         self.rows: list[ClientRow] = []  # the last round's, for callers of aggregate_train
+        self.dp = dp  # DP-FedAvg: clip each decoded update, noise the sum (privacy/)
         self.clock = clock or Unmetered()  # simulated availability, costs and deadlines
         inner.available = self.clock.available  # the inner strategy samples among these
         inner.over_select = self.clock.over_select
@@ -185,6 +188,8 @@ class Compressed(Strategy):
     def _merge(
         self, server_round: int, accepted: list, rows: list[ClientRow]
     ) -> dict[str, np.ndarray] | None:
+        if self.dp is not None:  # one noised mean stands in for every reply
+            accepted = [self._private_mean(server_round, accepted)]
         weighted = [
             (self.views.of(p), local, float(res.num_examples)) for _, p, res, local, _ in accepted
         ]
@@ -206,6 +211,22 @@ class Compressed(Strategy):
                 row.status = f"round skipped: {reason}"
             return None
         return new
+
+    def _private_mean(self, server_round: int, accepted: list) -> tuple:
+        """DP-FedAvg over the decoded updates (one rank: the config refuses mixed ones),
+        divided by the clients asked this round, as one reply of weight 1."""
+        rank = self.views.rank
+        start = self.sent[rank][: self.up_sizes[rank]]
+        updates = [local - start for _, _, _, local, _ in accepted]
+        dp = self.dp
+        mean, norms = noisy_mean(updates, bound=dp.clip, noise=dp.noise, sampled=len(self.asked),
+                                 rng=dp.rng(server_round))  # fmt: skip
+        for (*_, row), norm in zip(accepted, norms, strict=True):
+            row.update_norm = norm
+        node, part, res, _, row = accepted[0]
+        loss = float(np.mean([a[2].train_loss for a in accepted]))
+        res = dataclasses.replace(res, num_examples=1, train_loss=loss)
+        return node, part, res, start + mean, row
 
     def _refusal(self, new: np.ndarray) -> str | None:
         """Why an aggregate must not become the global adapter (None: it may)."""

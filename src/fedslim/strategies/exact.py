@@ -66,4 +66,5 @@ class ExactLoRA(AdapterFedAvg):
 SPEC = StrategySpec(
     "exact", "FedEx-LoRA: the exact mean of B_i A_i via a residual folded into the base",
     ExactLoRA, base_residual=True, one_rank=ONE_A,
+    dp_refusal="its residual is a product of client factors, which clipping does not bound",
 )  # fmt: skip

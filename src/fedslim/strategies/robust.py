@@ -16,6 +16,7 @@ TRIM_BETA = Option("trim-beta", 0.2, "fedtrimmedavg: fraction cut at each end",
 BYZANTINE = Option("byzantine-clients", 0, "krum: clients assumed malicious",
                    "an integer >= 0", lambda v: v >= 0)  # fmt: skip
 ONE_RANK = "rank-aware weighting needs a weighted mean"
+NOT_A_MEAN = "it does not average: DP-FedAvg's noise is calibrated to a mean's sensitivity"
 
 
 def _krum_quorum(o) -> None:
@@ -29,7 +30,11 @@ def _krum_quorum(o) -> None:
 
 
 FEDMEDIAN = StrategySpec(
-    name="fedmedian", help="coordinate-wise median", flower=FedMedian, one_rank=ONE_RANK
+    name="fedmedian",
+    help="coordinate-wise median",
+    flower=FedMedian,
+    one_rank=ONE_RANK,
+    dp_refusal=NOT_A_MEAN,
 )
 FEDTRIMMEDAVG = StrategySpec(
     name="fedtrimmedavg",
@@ -38,6 +43,7 @@ FEDTRIMMEDAVG = StrategySpec(
     kwargs=lambda o: {"beta": o["trim-beta"]},
     options=(TRIM_BETA,),
     one_rank=ONE_RANK,
+    dp_refusal=NOT_A_MEAN,
 )
 KRUM = StrategySpec(
     name="krum",
@@ -47,4 +53,5 @@ KRUM = StrategySpec(
     options=(BYZANTINE,),
     one_rank=ONE_RANK,
     validate=_krum_quorum,
+    dp_refusal=NOT_A_MEAN,
 )

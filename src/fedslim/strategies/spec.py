@@ -43,6 +43,7 @@ class StrategySpec:
     base_residual: bool = False  # a dense residual rides the adapter, folded into the base
     one_rank: str | None = None  # why every node must train the same rank (None: ranks mix)
     validate: Callable[[Mapping[str, Any]], None] = lambda o: None  # cross-key rules
+    dp_refusal: str | None = None  # why DP-FedAvg's clipped mean cannot stand in for it
     tuned: dict[str, float] = field(default_factory=dict)  # measured defaults (see README)
 
     def reads(self, key: str) -> bool:

@@ -1,0 +1,54 @@
+"""The privacy section of the run configuration: client-level DP (``dp = central``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from ..privacy.accountant import ACCOUNTANTS
+from .sections import _check, _key
+
+MODES = ("none", "central")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyConfig:
+    """Client-level differential privacy: each client's update clipped, the sum noised,
+    epsilon accounted after every round (``fedslim.privacy``)."""
+
+    dp: str = _key("none, or central: DP-FedAvg with noise added by the server", "none")
+    dp_clip: float = _key("L2 norm each client's decoded update is clipped to", 0.1)
+    dp_noise_multiplier: float = _key(
+        "noise standard deviation / dp-clip (0: solved from dp-epsilon for the run's rounds)",
+        0.0,
+    )
+    dp_epsilon: float = _key("the run's epsilon budget; no round may exceed it (0: none)", 0.0)
+    dp_delta: float = _key("delta of the guarantee (0: 1 / clients^1.1)", 0.0)
+    dp_accountant: str = _key("rdp or pld (dp-accounting's)", "rdp")
+    dp_reproducible: bool = _key(
+        "seed the noise from the run's seed (research only: anyone with the seed removes it)",
+        False,
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.dp in MODES, "dp", " or ".join(MODES), self.dp)
+        _check(self.dp_clip > 0, "dp-clip", "a float > 0", self.dp_clip)
+        _check(self.dp_noise_multiplier >= 0, "dp-noise-multiplier", "a float >= 0")
+        _check(self.dp_epsilon >= 0, "dp-epsilon", "a float >= 0 (0 = no budget)")
+        _check(0 <= self.dp_delta < 1, "dp-delta", "a float in [0, 1) (0 = 1 / clients^1.1)")
+        _check(self.dp_accountant in ACCOUNTANTS, "dp-accountant", " or ".join(ACCOUNTANTS))
+        if self.on:
+            installed = importlib.util.find_spec("dp_accounting") is not None
+            _check(installed, "dp", "dp-accounting installed (pip install 'fedslim[privacy]')")
+        _check(
+            self.dp == "none" or self.dp_noise_multiplier > 0 or self.dp_epsilon > 0,
+            "dp-noise-multiplier",
+            "a float > 0, or a dp-epsilon budget to solve it from, with dp=central",
+        )
+
+    @property
+    def on(self) -> bool:
+        return self.dp != "none"
+
+    def delta(self, clients: int) -> float:
+        return self.dp_delta or 1.0 / clients**1.1

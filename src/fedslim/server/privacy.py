@@ -1,0 +1,48 @@
+"""The run's privacy ledger (``dp = central``): the noise multiplier (given, or solved
+from the epsilon budget for the configured rounds), epsilon after every round from the
+rates clients were actually sampled at, and the stop before a round that would exceed
+the budget. A resumed run recomputes epsilon from its rounds' ``sampled`` column."""
+
+from __future__ import annotations
+
+from ..config import RunConfig
+from ..ledger import RoundRow
+from ..privacy.accountant import epsilon, noise_for
+from ..privacy.dpfedavg import CentralDP
+
+
+class PrivacyLedger:
+    def __init__(self, cfg: RunConfig, clients: int, rounds: list[RoundRow]) -> None:
+        p = cfg.privacy
+        self.kind, self.clients, self.budget = p.dp_accountant, clients, p.dp_epsilon
+        self.delta = p.delta(clients)
+        r = cfg.rounds
+        self.expected = min(max(int(clients * r.fraction_train), r.min_train_clients), clients)
+        self.samplings = [row.sampled / clients for row in rounds if row.round and row.sampled]
+        self.noise = p.dp_noise_multiplier or noise_for(
+            self.kind, sampling=self.expected / clients, rounds=r.num_server_rounds,
+            delta=self.delta, target=p.dp_epsilon,
+        )  # fmt: skip
+        self.mechanism = CentralDP(p.dp_clip, self.noise, cfg.seed if p.dp_reproducible else None)
+
+    def epsilon(self, extra: list[float] = ()) -> float:
+        rates = [*self.samplings, *extra]
+        return epsilon(self.kind, samplings=rates, noise=self.noise, delta=self.delta)
+
+    def exceeded_by_next(self) -> float | None:
+        """Epsilon after one more round at the expected rate, if that passes the budget."""
+        if not self.budget:
+            return None
+        after = self.epsilon([self.expected / self.clients])
+        return after if after > self.budget * (1 + 1e-9) else None
+
+    def record(self, row: RoundRow) -> None:
+        if row.sampled:
+            self.samplings.append(row.sampled / self.clients)
+        row.epsilon = self.epsilon()
+
+    def summary(self) -> dict:
+        return {"dp": "central", "clip": self.mechanism.clip, "noise_multiplier": self.noise,
+                "delta": self.delta, "epsilon": self.epsilon(), "epsilon_budget": self.budget,
+                "accountant": self.kind, "rounds": len(self.samplings),
+                "noise_reproducible": self.mechanism.seed is not None}  # fmt: skip
