@@ -170,6 +170,7 @@ def test_dp_reports_epsilon_every_round_and_stops_before_the_budget(tmp_path):
     assert [float(r["epsilon"]) for r in rounds] == pytest.approx(want)
     assert want[2] <= 8.0 < epsilon("rdp", samplings=[1.0] * 3, noise=1.0, delta=1e-5)
     assert summary["privacy"]["epsilon"] == pytest.approx(want[2])
+    assert summary["privacy"]["stopped_by_budget"]
     clients = [c for c in _rows(out / "clients.csv") if c["status"] == "ok"]
     assert len(clients) == 4 and all(float(c["update_norm"]) > 0 for c in clients)
 

@@ -67,3 +67,32 @@ def test_repeats_differ_by_seed_and_values_may_hold_commas(tmp_path):
     planned = plan(parse_grid(["devices=mix:laptop=1,phone-low=1"]), {"seed": "5"}, 2, tmp_path)
     assert [p.run.seed for p in planned] == [5, 6]
     assert planned[0].run.sim.devices == "mix:laptop=1,phone-low=1"
+
+
+def test_the_report_puts_epsilon_beside_accuracy_and_draws_accuracy_against_it(tmp_path):
+    """Rows as a sweep over dp-epsilon and the uplink codec leaves them (no federation:
+    the report's own arithmetic); a run without DP has epsilon infinity."""
+    import math
+
+    from fedslim.ledger import RoundRow
+    from fedslim.simulations import report
+    from fedslim.simulations.figures import privacy
+
+    runs = []
+    for codec, base in (("none", 0.80), ("q4|zstd:3", 0.78)):
+        for eps in (1.0, 4.0, 8.0, math.inf):
+            label = f"dp-epsilon={eps:g}, uplink-codec={codec}" if eps < math.inf else (
+                f"uplink-codec={codec}")  # fmt: skip
+            for seed in range(2):
+                acc = base - 0.3 / eps - 0.01 * seed
+                spent = eps * (0.9 + 0.1 * seed)
+                rows = [RoundRow(0, 0.25, 1.4, epsilon=0.0 if eps < math.inf else math.inf),
+                        RoundRow(1, acc, 0.7, uplink_bytes=100, epsilon=spent)]  # fmt: skip
+                runs.append(report.Run(label, rows, {}, 10.0))
+    rows = report.table(runs)
+    by = {r["configuration"]: r for r in rows}
+    assert by["dp-epsilon=4, uplink-codec=none"]["epsilon"] == pytest.approx(4.0)  # worst seed
+    assert by["uplink-codec=none"]["epsilon"] == math.inf
+    assert "| 4 |" in report._markdown(rows)
+    path = privacy(rows, tmp_path / "privacy.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

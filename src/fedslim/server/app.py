@@ -157,6 +157,7 @@ class _Run:
             if over is not None:
                 log(INFO, "stopped before round %d: epsilon would reach %.3f, over the "
                     "budget dp-epsilon=%g", rnd, over, cfg.privacy.dp_epsilon)  # fmt: skip
+                self.privacy.stopped = True
                 break
             row = self._round(rnd)
             target = cfg.rounds.target_accuracy if cfg.rounds.stop_at_target else 0.0

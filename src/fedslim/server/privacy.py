@@ -23,6 +23,7 @@ class PrivacyLedger:
             self.kind, sampling=self.expected / clients, rounds=r.num_server_rounds,
             delta=self.delta, target=p.dp_epsilon,
         )  # fmt: skip
+        self.stopped = False  # by the budget, before the configured rounds were done
         self.mechanism = CentralDP(p.dp_clip, self.noise, cfg.seed if p.dp_reproducible else None)
 
     def epsilon(self, extra: list[float] = ()) -> float:
@@ -45,4 +46,5 @@ class PrivacyLedger:
         return {"dp": "central", "clip": self.mechanism.clip, "noise_multiplier": self.noise,
                 "delta": self.delta, "epsilon": self.epsilon(), "epsilon_budget": self.budget,
                 "accountant": self.kind, "rounds": len(self.samplings),
-                "noise_reproducible": self.mechanism.seed is not None}  # fmt: skip
+                "noise_reproducible": self.mechanism.seed is not None,
+                "stopped_by_budget": self.stopped}  # fmt: skip

@@ -84,6 +84,36 @@ def fronts(rows: list[dict], front: list[dict], costs: dict, path: Path) -> Path
     return _save(plt, fig, axes, "final accuracy", "final accuracy against what it cost", path)
 
 
+def privacy(rows: list[dict], path: Path) -> Path:
+    """Final accuracy against epsilon, a line per configuration of the keys other than
+    the privacy ones (a codec, a strategy); a run without DP is the dashed line at its
+    accuracy (epsilon infinite)."""
+    plt = _pyplot()
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        rest = [p for p in r["configuration"].split(", ") if not p.startswith("dp")]
+        groups.setdefault(", ".join(rest) or "defaults", []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, mine) in enumerate(groups.items()):
+        color = f"C{i}"
+        private = sorted((r for r in mine if np.isfinite(r["epsilon"])), key=lambda r: r["epsilon"])
+        ax.errorbar([r["epsilon"] for r in private], [r["final_accuracy"] for r in private],
+                    [r["final_accuracy_std"] for r in private], marker="o", ms=4, capsize=3,
+                    color=color, label=name)  # fmt: skip
+        for r in mine:
+            if not np.isfinite(r["epsilon"]):
+                ax.axhline(r["final_accuracy"], color=color, ls="--", lw=1, label=f"{name}, no DP")
+    ax.set_xscale("log")
+    ax.set(xlabel="epsilon (client-level, the run's delta)", ylabel="final accuracy",
+           title="accuracy against privacy (mean and spread over repeats)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _save(plt, fig, axes, ylabel: str, title: str, path: Path) -> Path:
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)

@@ -6,12 +6,15 @@ fronts of accuracy against bytes, time, energy and money, and figures.
     curves.png            accuracy against round, cumulative uplink bytes, simulated time
                           and energy (one line per configuration, the mean of its repeats)
     pareto.png            accuracy against each cost, the front drawn through
+    privacy.png           accuracy against epsilon (runs with dp = central), a line per
+                          configuration of the other keys
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +79,7 @@ def table(runs: list[Run]) -> list[dict]:
             values = [t[key] for t in reached]
             row[f"to_target_{key}"] = statistics.mean(values) if len(reached) == len(mine) else ""
         row["peak_mem_mb"] = max(r.peak_mem_mb for r in mine)
+        row["epsilon"] = max(r.rounds[-1].epsilon for r in mine)  # inf: no DP; the worst seed
         rows.append(row)
     return rows
 
@@ -112,15 +116,18 @@ def write(out: Path) -> list[Path]:
     (out / "table.md").write_text(_markdown(rows), encoding="utf-8")
     front = pareto(rows)
     _csv(out / "pareto.csv", front)
-    from .figures import curves, fronts
+    from .figures import curves, fronts, privacy
 
-    return [
+    written = [
         out / "table.csv",
         out / "table.md",
         out / "pareto.csv",
         curves(runs, out / "curves.png"),
         fronts(rows, front, COSTS, out / "pareto.png"),
     ]
+    if any(math.isfinite(r["epsilon"]) for r in rows):
+        written.append(privacy(rows, out / "privacy.png"))
+    return written
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -133,7 +140,7 @@ def _csv(path: Path, rows: list[dict]) -> None:
 
 def _markdown(rows: list[dict]) -> str:
     head = ["configuration", "final acc", "to target (round, sim s, J)", "uplink", "sim s",
-            "energy", "USD", "peak MB"]  # fmt: skip
+            "energy", "USD", "peak MB", "epsilon"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         target = (
@@ -146,6 +153,6 @@ def _markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {name} | {acc} | {target} | {r['uplink_bytes'] / 1e3:,.1f} KB | "
             f"{r['sim_s']:.1f} | {r['energy_j']:.0f} J | {r['cost_usd']:.4f} | "
-            f"{r['peak_mem_mb']:.0f} |"
+            f"{r['peak_mem_mb']:.0f} | {r['epsilon']:.3g} |"
         )
     return "\n".join(lines) + "\n"

@@ -92,7 +92,11 @@ def finished(p: Planned) -> bool:
     except (OSError, ValueError):
         return False
     same = p.run.differences(summary.get("config", {})) in ([], ["out"])
-    complete = summary.get("rounds") == p.run.rounds.num_server_rounds or summary.get("to_target")
+    complete = (
+        summary.get("rounds") == p.run.rounds.num_server_rounds
+        or summary.get("to_target")
+        or summary.get("privacy", {}).get("stopped_by_budget")
+    )
     return same and bool(complete)
 
 
