@@ -3,6 +3,7 @@ and the results table."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -71,8 +72,9 @@ def time_account(reporter: ProgressReporter, t0: float, t_call: float, t_done: f
 def _table(rows: list[RoundRow]) -> Table:
     table = Table(title="global adapter on the held-out split")
     simulated = any(r.sim_round_s for r in rows)
+    private = any(math.isfinite(r.epsilon) for r in rows)
     cols = ["round", "accuracy", "loss", "uplink", "downlink", "clients", "wall s"]
-    for col in cols + (["sim s", "energy"] if simulated else []):
+    for col in cols + (["sim s", "energy"] if simulated else []) + (["epsilon"] if private else []):
         table.add_column(col, justify="right")
     for r in rows:
         cells = [
@@ -86,6 +88,8 @@ def _table(rows: list[RoundRow]) -> Table:
         ]
         if simulated:
             cells += [f"{r.sim_round_s:.1f}", f"{r.energy_j:.0f} J"]
+        if private:
+            cells.append(f"{r.epsilon:.3g}")
         table.add_row(*cells)
     return table
 
