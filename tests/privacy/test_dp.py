@@ -67,3 +67,24 @@ def test_a_combination_dp_cannot_cover_fails_before_the_run_naming_the_key(value
         RunConfig.of(**values)
     ok = RunConfig.of(dp="central", dp_epsilon=4, strategy="ffa", uplink_codec="q4|zstd:3")
     assert ok.privacy.on and ok.privacy.delta(100) == pytest.approx(100**-1.1)
+
+
+def test_adaptive_clipping_splits_the_noise_and_tracks_the_median_norm():
+    from fedslim.privacy.dpfedavg import CentralDP, update_noise
+
+    # two Gaussian queries (update, centred count) compose as the accountant's one
+    z = update_noise(1.2, count_noise=5.0)
+    assert z > 1.2 and z**-2 + 10.0**-2 == pytest.approx(1.2**-2)
+    with pytest.raises(ValueError, match="dp-adaptive-clip"):
+        update_noise(1.2, count_noise=0.5)  # 10 clients asked: too few to spare noise
+    # the clip moves geometrically toward the norms' median, from far below and above
+    rng = np.random.default_rng(0)
+    for start in (0.01, 100.0):
+        dp = CentralDP(clip=start, noise=1.0, adaptive=True, count_noise=5.0)
+        for _ in range(300):
+            norms = list(rng.uniform(0.5, 1.5, 100))  # median 1
+            dp.adapt(norms, sampled=100, rng=rng)
+        assert dp.clip == pytest.approx(1.0, rel=0.15), start
+    fixed = CentralDP(clip=0.1, noise=1.0)
+    fixed.adapt([5.0] * 10, sampled=10, rng=rng)
+    assert fixed.clip == 0.1

@@ -18,6 +18,9 @@ class PrivacyConfig:
 
     dp: str = _key("none, or central: DP-FedAvg with noise added by the server", "none")
     dp_clip: float = _key("L2 norm each client's decoded update is clipped to", 0.1)
+    dp_adaptive_clip: bool = _key(
+        "adapt dp-clip each round toward the median update norm (Andrew et al.)", False
+    )
     dp_noise_multiplier: float = _key(
         "noise standard deviation / dp-clip (0: solved from dp-epsilon for the run's rounds)",
         0.0,

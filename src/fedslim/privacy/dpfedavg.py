@@ -12,24 +12,56 @@ did, so the guarantee does not depend on the client's honesty or its codec.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass
 class CentralDP:
-    """The server's DP-FedAvg step: clip bound, noise multiplier and where noise comes
-    from (the OS's entropy; a seed only for reproducible research runs)."""
+    """The server's DP-FedAvg step: clip bound (adapted each round when ``adaptive``),
+    the update's noise multiplier, and where noise comes from (the OS's entropy; a seed
+    only for reproducible research runs)."""
 
     clip: float
     noise: float
     seed: int | None = None
+    adaptive: bool = False
+    count_noise: float = 0.0  # std of the noise on the clipped-update count (adaptive)
 
     def rng(self, server_round: int) -> np.random.Generator:
         if self.seed is None:
             return np.random.default_rng()
         return np.random.default_rng([self.seed, server_round, 0xD9])
+
+    def adapt(self, norms: list[float], *, sampled: int, rng: np.random.Generator) -> None:
+        """Andrew et al. (NeurIPS 2021): move the clip geometrically toward the update
+        norms' TARGET_QUANTILE, from a noised count of the updates it did not clip."""
+        if not self.adaptive:
+            return
+        unclipped = sum(n <= self.clip for n in norms) + rng.normal(0.0, self.count_noise)
+        self.clip *= math.exp(-CLIP_LR * (unclipped / sampled - TARGET_QUANTILE))
+
+
+TARGET_QUANTILE = 0.5  # the median update goes unclipped (Andrew et al.'s choice)
+CLIP_LR = 0.2  # their geometric step
+
+
+def update_noise(total: float, count_noise: float) -> float:
+    """Andrew et al.'s split of one noise multiplier ``total`` between the update and the
+    clip count: the count of unclipped updates, centred, has sensitivity 1/2, so its
+    noise ``count_noise`` is a multiplier of 2 x count_noise, and two Gaussian queries
+    compose as one with total^-2 = update^-2 + (2 count_noise)^-2. Returns the update's
+    multiplier, which leaves the accountant's ``total`` unchanged."""
+    count = 2 * count_noise
+    if total >= count:
+        raise ValueError(
+            f"a noise multiplier of {total:.3g} leaves nothing for the update with "
+            f"dp-adaptive-clip (it must stay under {count:.3g}, 2 x the count's noise of "
+            f"clients asked / 20); sample more clients a round, or set dp-adaptive-clip=false"
+        )
+    return (total**-2 - count**-2) ** -0.5
 
 
 def clip(update: np.ndarray, bound: float) -> tuple[np.ndarray, float]:

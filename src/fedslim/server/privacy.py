@@ -1,14 +1,15 @@
 """The run's privacy ledger (``dp = central``): the noise multiplier (given, or solved
 from the epsilon budget for the configured rounds), epsilon after every round from the
 rates clients were actually sampled at, and the stop before a round that would exceed
-the budget. A resumed run recomputes epsilon from its rounds' ``sampled`` column."""
+the budget. A resumed run recomputes epsilon from its rounds' ``sampled`` column and
+takes an adaptive clip up where ``dp_clip`` left it."""
 
 from __future__ import annotations
 
 from ..config import RunConfig
 from ..ledger import RoundRow
 from ..privacy.accountant import epsilon, noise_for
-from ..privacy.dpfedavg import CentralDP
+from ..privacy.dpfedavg import CentralDP, update_noise
 
 
 class PrivacyLedger:
@@ -24,7 +25,11 @@ class PrivacyLedger:
             delta=self.delta, target=p.dp_epsilon,
         )  # fmt: skip
         self.stopped = False  # by the budget, before the configured rounds were done
-        self.mechanism = CentralDP(p.dp_clip, self.noise, cfg.seed if p.dp_reproducible else None)
+        count_noise = self.expected / 20  # Andrew et al.'s choice
+        update = update_noise(self.noise, count_noise) if p.dp_adaptive_clip else self.noise
+        clip = next((row.dp_clip for row in reversed(rounds) if row.dp_clip), p.dp_clip)
+        seed = cfg.seed if p.dp_reproducible else None
+        self.mechanism = CentralDP(clip, update, seed, p.dp_adaptive_clip, count_noise)
 
     def epsilon(self, extra: list[float] = ()) -> float:
         rates = [*self.samplings, *extra]
@@ -41,9 +46,12 @@ class PrivacyLedger:
         if row.sampled:
             self.samplings.append(row.sampled / self.clients)
         row.epsilon = self.epsilon()
+        row.dp_clip = self.mechanism.clip  # the next round's (adaptive: resume starts there)
 
     def summary(self) -> dict:
         return {"dp": "central", "clip": self.mechanism.clip, "noise_multiplier": self.noise,
+                "update_noise_multiplier": self.mechanism.noise,
+                "adaptive_clip": self.mechanism.adaptive,
                 "delta": self.delta, "epsilon": self.epsilon(), "epsilon_budget": self.budget,
                 "accountant": self.kind, "rounds": len(self.samplings),
                 "noise_reproducible": self.mechanism.seed is not None,

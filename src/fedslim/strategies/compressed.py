@@ -218,9 +218,10 @@ class Compressed(Strategy):
         rank = self.views.rank
         start = self.sent[rank][: self.up_sizes[rank]]
         updates = [local - start for _, _, _, local, _ in accepted]
-        dp = self.dp
+        dp, rng = self.dp, self.dp.rng(server_round)
         mean, norms = noisy_mean(updates, bound=dp.clip, noise=dp.noise, sampled=len(self.asked),
-                                 rng=dp.rng(server_round))  # fmt: skip
+                                 rng=rng)  # fmt: skip
+        dp.adapt(norms, sampled=len(self.asked), rng=rng)  # the next round's clip
         for (*_, row), norm in zip(accepted, norms, strict=True):
             row.update_norm = norm
         node, part, res, _, row = accepted[0]
