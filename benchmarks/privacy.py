@@ -24,9 +24,9 @@ from pathlib import Path
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from fedslim.compression.registry import RECOMMENDED  # noqa: E402
-from fedslim.simulations.report import write  # noqa: E402
+from fedslim.simulations.report import run_and_write  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
-from fedslim.simulations.sweep import finished, plan_recipes, run_sweep  # noqa: E402
+from fedslim.simulations.sweep import plan_recipes  # noqa: E402
 
 EPSILONS = (1.0, 4.0, 8.0)
 CODECS = {"fp32": {}, "recommended": {"uplink-codec": RECOMMENDED, "downlink-codec": "q8|zstd:3"}}
@@ -76,16 +76,7 @@ def main() -> None:
         "num-cpus": 2,
     }
     planned = sorted(plan_recipes(recipes(), base, args.repeat, out), key=lambda p: p.repeat)
-    if args.report_only:
-        planned = [p for p in planned if finished(p)]
-
-    def on_run(p, skipped: bool) -> None:
-        print(f"{p.label} #{p.repeat}: {'reused' if skipped else 'running'}", flush=True)
-
-    run_sweep(planned, out, simulate=simulate, on_run=on_run)
-    for path in write(out):
-        print("wrote", path)
-    print((out / "table.md").read_text())
+    run_and_write(planned, out, simulate=simulate, report_only=args.report_only)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,23 @@ def write(out: Path) -> list[Path]:
     return written
 
 
+def run_and_write(planned: list, out: Path, *, simulate, report_only: bool = False) -> None:
+    """A benchmark's sweep: run what is not finished (``report_only``: nothing), printing
+    each run as reused or running, then write and print the report."""
+    from .sweep import finished, run_sweep
+
+    if report_only:
+        planned = [p for p in planned if finished(p)]
+
+    def on_run(p, skipped: bool) -> None:
+        print(f"{p.label} #{p.repeat}: {'reused' if skipped else 'running'}", flush=True)
+
+    run_sweep(planned, out, simulate=simulate, on_run=on_run)
+    for path in write(out):
+        print("wrote", path)
+    print((out / "table.md").read_text(encoding="utf-8"))
+
+
 def _csv(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with path.open("w", newline="", encoding="utf-8") as fh:
