@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from ..privacy.accountant import ACCOUNTANTS
-from .sections import _check, _key
+from .sections import _check, _installed, _key
 
 MODES = ("none", "central")
 
@@ -41,8 +40,8 @@ class PrivacyConfig:
         _check(0 <= self.dp_delta < 1, "dp-delta", "a float in [0, 1) (0 = 1 / clients^1.1)")
         _check(self.dp_accountant in ACCOUNTANTS, "dp-accountant", " or ".join(ACCOUNTANTS))
         if self.on:
-            installed = importlib.util.find_spec("dp_accounting") is not None
-            _check(installed, "dp", "dp-accounting installed (pip install 'fedslim[privacy]')")
+            _check(_installed("dp_accounting"), "dp",
+                   "dp-accounting installed (pip install 'fedslim[privacy]')")  # fmt: skip
         _check(
             self.dp == "none" or self.dp_noise_multiplier > 0 or self.dp_epsilon > 0,
             "dp-noise-multiplier",

@@ -10,6 +10,7 @@ from ..config import RunConfig
 from ..ledger import RoundRow
 from ..privacy.accountant import epsilon, noise_for
 from ..privacy.dpfedavg import CentralDP, update_noise
+from ..strategies.fedavg import sample_size
 
 
 class PrivacyLedger:
@@ -18,7 +19,7 @@ class PrivacyLedger:
         self.kind, self.clients, self.budget = p.dp_accountant, clients, p.dp_epsilon
         self.delta = p.delta(clients)
         r = cfg.rounds
-        self.expected = min(max(int(clients * r.fraction_train), r.min_train_clients), clients)
+        self.expected = sample_size(clients, r.fraction_train, r.min_train_clients)
         self.samplings = [row.sampled / clients for row in rounds if row.round and row.sampled]
         self.noise = p.dp_noise_multiplier or noise_for(
             self.kind, sampling=self.expected / clients, rounds=r.num_server_rounds,

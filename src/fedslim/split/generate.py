@@ -80,7 +80,7 @@ def _cache_kw(inner: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _causal_lm(top: torch.nn.Module) -> None:
+def check_causal_lm(top: torch.nn.Module) -> None:
     if not isinstance(getattr(top, "lm_head", None), torch.nn.Module):
         raise ValueError(
             f"split generation needs a causal LM (an lm_head); {type(top).__name__} has none"
@@ -91,7 +91,7 @@ class HeadSession:
     """The device's side of a session: embeddings and blocks[:k] with their cache."""
 
     def __init__(self, head: Head, k: int) -> None:
-        _causal_lm(head.top)
+        check_causal_lm(head.top)
         self.head, self.k, self.seen = head, k, 0
         self.cache = session_cache(head.top, range(k))
         self._kw = _cache_kw(head.inner)
@@ -124,7 +124,7 @@ class TailSession:
     """The server's side: blocks[k:], the final norm and the output head with their cache."""
 
     def __init__(self, tail: Tail, k: int) -> None:
-        _causal_lm(tail.top)
+        check_causal_lm(tail.top)
         n = int(tail.top.config.num_hidden_layers)
         self.tail, self.k, self.seen = tail, k, 0
         self.cache = session_cache(tail.top, range(k, n))

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..compression import build
 from ..task.precision import base_tensors
 from .activations import pack, unpack
-from .generate import HeadSession, TailSession, kv_bytes_per_token
+from .generate import HeadSession, TailSession, check_causal_lm, kv_bytes_per_token
 from .partition import _inner, hf_model, num_blocks, parts, split
 from .plan_generation import Decode
 from .planner import Profile
@@ -124,8 +124,7 @@ def decode(model, profile: Profile, *, context: int = 64, reps: int = 0) -> Deco
     ``context``-token prompt, in host FLOP equivalents as ``timed``; needs a timed
     ``profile`` for the host's FLOP/s)."""
     top = hf_model(model)
-    if not isinstance(getattr(top, "lm_head", None), torch.nn.Module):
-        raise ValueError(f"generation needs a causal LM; {type(top).__name__} has no lm_head")
+    check_causal_lm(top)
     n = num_blocks(model)
     head = profile.embed_flops + np.concatenate([[0.0], np.cumsum(profile.block_flops)])
     total = head[-1] + profile.out_flops

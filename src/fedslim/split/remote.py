@@ -122,10 +122,6 @@ class Generation:
     up_bytes: list[int] = field(default_factory=list)  # per step: the prompt's, then a token's
     down_bytes: int = 0
 
-    @property
-    def per_token_s(self) -> float:
-        return sum(self.token_s) / len(self.token_s) if self.token_s else 0.0
-
 
 def generate(head, client: TailClient, prompt: torch.Tensor, *, k: int, codec: str,
              fp: Fingerprint, max_new_tokens: int, sampling: Sampling = GREEDY,

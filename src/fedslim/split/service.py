@@ -216,8 +216,7 @@ def _generate(service: TailService):
             while not session.done:
                 try:
                     message = inbox.get(timeout=idle_s)
-                except queue.Empty:
-                    service.sessions.close(session.id)
+                except queue.Empty:  # the finally below frees it before the status goes
                     context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                   f"session {session.id} idle for {idle_s:g} s: expired, "
                                   "its cache freed")  # fmt: skip
@@ -227,7 +226,6 @@ def _generate(service: TailService):
                     yield service.sessions.step(session, message)
                 except Refused as exc:
                     log.info("refused %s in session %s: %s", context.peer(), session.id, exc)
-                    service.sessions.close(session.id)
                     context.abort(exc.code, str(exc))
         finally:
             service.sessions.close(session.id)

@@ -53,6 +53,7 @@ class Sessions:
         self.max_cache = int(max_cache_mb * 1e6)
         self.n = len(tails) - 1
         self.eos = eos_ids(model)
+        self.kv_per_block = kv_bytes_per_token(model, 1)  # a token's keys and values, a block
         self._open: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._count = itertools.count(1)
@@ -92,7 +93,7 @@ class Sessions:
             raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"session {session.id}: {session.tail.seen + t} tokens, this server "
                           f"keeps at most {self.max_tokens} per session")  # fmt: skip
-        grow = t * kv_bytes_per_token(self.model, self.n - session.k)
+        grow = t * (self.n - session.k) * self.kv_per_block
         with self._lock:  # reserved before the step: concurrent steps cannot both pass
             if self._reserved + grow > self.max_cache:
                 raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED,

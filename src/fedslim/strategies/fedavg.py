@@ -21,6 +21,11 @@ from .. import seeds
 from .spec import StrategySpec
 
 
+def sample_size(nodes: int, fraction: float, minimum: int) -> int:
+    """Clients asked a round: the fraction of the nodes, at least ``minimum``, at most all."""
+    return min(max(int(nodes * fraction), minimum), nodes)
+
+
 class AdapterFedAvg(FedAvg):
     partitions: dict[int, int]  # node id -> partition id; set by catalog.make
     seed: int = 0
@@ -36,8 +41,7 @@ class AdapterFedAvg(FedAvg):
         across runs (with every client available and no over-selection, the same draw
         whatever the population's behaviour)."""
         nodes = sorted(self.partitions, key=self.partitions.__getitem__)
-        size = max(int(len(nodes) * self.fraction_train), self.min_train_nodes)
-        self.wanted = min(size, len(nodes))
+        self.wanted = sample_size(len(nodes), self.fraction_train, self.min_train_nodes)
         pool = [n for n in nodes if self.available(server_round, self.partitions[n])]
         draw = min(len(pool), math.ceil(self.wanted * (1 + self.over_select)))
         rng = seeds.sampling(self.seed, server_round)
