@@ -49,6 +49,12 @@ def downlink(seed: int, server_round: int, held_digest: str) -> int:
     return (seed * 1_000_003 + server_round * 7919 + int(held_digest[:8], 16)) % (2**31)
 
 
+def secagg(seed: int, server_round: int) -> int:
+    """Secure aggregation's public draws of a round: the rotation and the masking graph
+    (public by design: they hide nothing, the masks come from the clients' own keys)."""
+    return (seed * 1_000_033 + server_round * 104_729 + 0x5EC) % (2**31)
+
+
 def population(seed: int, stream: int) -> np.random.Generator:
     """How a mix's profiles are dealt to the partitions (stream 0: devices, 1: links)."""
     return np.random.default_rng([seed, 17, stream])

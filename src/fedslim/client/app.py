@@ -25,6 +25,7 @@ from ..task.residual import load_global
 from ..task.train import train_local
 from ..transport import apply_downlink
 from ..vectors import digest, flatten, layout, unflatten
+from . import secagg
 from .memory import own_setting
 from .workload import client_model, run_task
 
@@ -50,6 +51,9 @@ def query(msg: Message, context: Context) -> Message:
     device, link = protocol.node_profiles(context.node_config)
     info = protocol.NodeInfo(pid, rank, device=device, link=link)
     return Message(protocol.node_info_content(info), reply_to=msg)
+
+
+secagg.register(app)
 
 
 @app.train()
@@ -85,9 +89,13 @@ def train(msg: Message, context: Context) -> Message:
     trained = flatten(get_adapter(model))  # the adapter: the head of the global layout
     delta = (trained - held[: trained.size]).astype(np.float32)
     feedback = cfg.codecs.error_feedback
-    ef = ErrorFeedback(build(ins.uplink or cfg.codecs.uplink), enabled=feedback)
     uplink_seed = seeds.uplink(cfg.seed, ins.server_round, pid)
-    blob, residual = ef.encode(delta, state.residual, seed=uplink_seed)
+    blob = secagg.masked_update(msg.content, context, ins.server_round, delta, uplink_seed)
+    if blob is None:
+        ef = ErrorFeedback(build(ins.uplink or cfg.codecs.uplink), enabled=feedback)
+        blob, residual = ef.encode(delta, state.residual, seed=uplink_seed)
+    else:  # secure aggregation's codes are unbiased: nothing to feed back
+        residual, feedback = None, False
     protocol.save_state(context.state, protocol.NodeState(held, residual if feedback else None))
     res = protocol.TrainRes(
         blob=blob,

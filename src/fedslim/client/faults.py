@@ -17,6 +17,7 @@ from .. import protocol
 from ..compression import decode, encode
 from ..compression.wire import loads
 from . import app as client
+from . import secagg
 
 KINDS = (
     "garbage",  # random bytes of the blob's length
@@ -96,6 +97,7 @@ def _app(kind_of) -> ClientApp:
     faulty = ClientApp(mods=[mod])
     faulty.train()(client.train)
     faulty.query()(client.query)
+    secagg.register(faulty)
     return faulty
 
 

@@ -101,20 +101,35 @@ class RunConfig:
         if self.strategy.spec.base_residual:  # exact aggregation folds fp32 residuals in
             self._full_precision_base()
         if self.privacy.on:
-            self._private()
+            self._private("dp=central")
+        if self.privacy.secagg:
+            self._private("secagg=true")
+            self._secure()
 
-    def _private(self) -> None:
-        """DP-FedAvg bounds one client's effect on a mean of clipped updates: a strategy
-        that aggregates otherwise, or weights ranks apart, has another sensitivity."""
+    def _private(self, what: str) -> None:
+        """DP-FedAvg bounds one client's effect on a mean of clipped updates, and secure
+        aggregation reveals only a sum: a strategy that aggregates otherwise, or weights
+        ranks apart, has another sensitivity and needs more than the sum."""
         refusal = self.strategy.spec.dp_refusal
-        _check(not refusal, "strategy", f"a mean of updates with dp=central ({refusal})",
+        _check(not refusal, "strategy", f"a mean of updates with {what} ({refusal})",
                self.strategy.name)  # fmt: skip
         _check(
             not self.adapter.heterogeneous,
             "lora-ranks",
-            '"" with dp=central (rank-aware weighting gives each rank its own sensitivity)',
+            f'"" with {what} (rank-aware weighting gives each rank its own sensitivity)',
             self.adapter.lora_ranks,
         )
+
+    def _secure(self) -> None:
+        """Secure aggregation sends its own masked integer codes, and the server never sees
+        one update to measure or decode with a client's own pipeline."""
+        _check(self.codecs.uplink == "none", "uplink-codec",
+               '"none" with secagg=true (clients send masked integer codes of secagg-bits; '
+               "a client's own scales, indices or entropy coding cannot be summed under masks)",
+               self.codecs.uplink)  # fmt: skip
+        _check(self.rounds.max_update_norm == 0, "max-update-norm",
+               "0 with secagg=true (the server sees no single update; clients clip to dp-clip)",
+               self.rounds.max_update_norm)  # fmt: skip
 
     def _lora_only(self) -> None:
         """FFA-LoRA freezes LoRA's A, exact aggregation folds B A into the base and

@@ -1,4 +1,5 @@
-"""The privacy section of the run configuration: client-level DP (``dp = central``)."""
+"""The privacy section of the run configuration: client-level DP (``dp = central``) and
+secure aggregation (``secagg = true``)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,22 @@ class PrivacyConfig:
         False,
     )
 
+    secagg: bool = _key(
+        "secure aggregation (SecAgg+): the server learns only the sum of the clients' "
+        "updates, each clipped to dp-clip and quantized on one public grid",
+        False,
+    )
+    secagg_bits: int = _key(
+        "secagg: bits per quantized value; a client sends this + log2(clients a round)", 8
+    )
+    secagg_neighbors: int = _key(
+        "secagg: clients each one masks with (0: all sampled; else a ring of this many)", 0
+    )
+
     def __post_init__(self) -> None:
+        _check(2 <= self.secagg_bits <= 24, "secagg-bits", "an integer in 2..24")
+        _check(self.secagg_neighbors == 0 or self.secagg_neighbors >= 2, "secagg-neighbors",
+               "0 (all) or an integer >= 2")  # fmt: skip
         _check(self.dp in MODES, "dp", " or ".join(MODES), self.dp)
         _check(self.dp_clip > 0, "dp-clip", "a float > 0", self.dp_clip)
         _check(self.dp_noise_multiplier >= 0, "dp-noise-multiplier", "a float >= 0")

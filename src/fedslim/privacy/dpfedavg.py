@@ -38,10 +38,14 @@ class CentralDP:
     def adapt(self, norms: list[float], *, sampled: int, rng: np.random.Generator) -> None:
         """Andrew et al. (NeurIPS 2021): move the clip geometrically toward the update
         norms' TARGET_QUANTILE, from a noised count of the updates it did not clip."""
+        self.adapt_count(sum(n <= self.clip for n in norms), sampled=sampled, rng=rng)
+
+    def adapt_count(self, unclipped: int, *, sampled: int, rng: np.random.Generator) -> None:
+        """:meth:`adapt` from the count alone (what secure aggregation reveals)."""
         if not self.adaptive:
             return
-        unclipped = sum(n <= self.clip for n in norms) + rng.normal(0.0, self.count_noise)
-        self.clip *= math.exp(-CLIP_LR * (unclipped / sampled - TARGET_QUANTILE))
+        noisy = unclipped + (rng.normal(0.0, self.count_noise) if self.count_noise else 0.0)
+        self.clip *= math.exp(-CLIP_LR * (noisy / sampled - TARGET_QUANTILE))
 
 
 TARGET_QUANTILE = 0.5  # the median update goes unclipped (Andrew et al.'s choice)
@@ -81,5 +85,12 @@ def noisy_mean(updates: list[np.ndarray], *, bound: float, noise: float, sampled
         clipped, norm = clip(update.astype(np.float64), bound)
         total += clipped
         norms.append(norm)
-    total += rng.normal(0.0, noise * bound, size=total.shape)
-    return (total / sampled).astype(np.float32), norms
+    return noised_mean(total, bound=bound, noise=noise, divisor=sampled, rng=rng), norms
+
+
+def noised_mean(total: np.ndarray, *, bound: float, noise: float, divisor: int,
+                rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """(sum of clipped updates + N(0, (noise x bound)^2)) / divisor, as float32."""
+    if noise:
+        total = total + rng.normal(0.0, noise * bound, size=total.shape)
+    return (total / divisor).astype(np.float32)

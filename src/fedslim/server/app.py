@@ -21,10 +21,12 @@ from flwr.serverapp import Grid, ServerApp
 from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
+from ..privacy.dpfedavg import CentralDP
 from ..strategies import catalog
 from ..strategies.clock import Clock, Unmetered
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
+from ..strategies.secure import SecureRounds
 from ..strategies.state import export_state, import_state
 from ..strategies.uplinks import UplinkPlan
 from ..task.adapters import get_adapter
@@ -34,6 +36,7 @@ from ..task.train import evaluate, round_flops
 from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import admit, discover
+from .exchange import exchange
 from .privacy import PrivacyLedger
 from .rounds import play_round
 from .tracking import open_tracker
@@ -126,6 +129,8 @@ class _Run:
             clock(cfg, self.model, self.nodes.partitions) if clock else None,
         )  # fmt: skip
         self.strategy.dp = self.privacy.mechanism if self.privacy else None
+        if cfg.privacy.secagg:
+            self.strategy.secure = _secure(grid, cfg, self.strategy.dp)
         self.startup_s = time.monotonic() - t0
         self.eval_s = 0.0
         self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
@@ -250,6 +255,20 @@ def _strategy(
         max_ratio=cfg.rounds.max_update_ratio,
         clock=clock,
         uplinks=_uplinks(cfg, model, task, clock, sorted(nodes.ranks)),
+    )
+
+
+def _secure(grid: Grid, cfg: RunConfig, dp: CentralDP | None) -> SecureRounds:
+    """Secure aggregation's stages, clipping as DP does (without DP: no noise)."""
+    p = cfg.privacy
+    dp = dp or CentralDP(p.dp_clip, 0.0, adaptive=p.dp_adaptive_clip)
+    timeout = cfg.rounds.round_timeout_s
+    return SecureRounds(
+        lambda messages: exchange(grid, messages, timeout=timeout),
+        bits=p.secagg_bits,
+        neighbors=p.secagg_neighbors,
+        seed=cfg.seed,
+        dp=dp,
     )
 
 

@@ -18,6 +18,9 @@ def play_round(
     """Returns (new adapter or None if the round was skipped, client rows, seconds)."""
     t0 = time.monotonic()
     messages = strategy.configure(rnd, arrays, grid)
+    if strategy.secure is not None:  # two exchanges set up the round's masks
+        size = strategy.up_sizes[strategy.views.rank]
+        messages = strategy.secure.prepare(rnd, list(messages), strategy.partitions, size)
     replies = exchange(grid, messages, timeout=timeout)
     new, rows = strategy.aggregate(rnd, replies)
     return new, rows, time.monotonic() - t0

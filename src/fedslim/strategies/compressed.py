@@ -37,6 +37,7 @@ from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
 from .clock import Clock, Unmetered
 from .ranks import RankMap
+from .secure import SecureRounds
 from .state import restore, snapshot
 from .uplinks import UplinkPlan
 
@@ -60,6 +61,7 @@ class Compressed(Strategy):
         clock: Clock | None = None,
         uplinks: UplinkPlan | None = None,
         dp: CentralDP | None = None,
+        secure: SecureRounds | None = None,
     ) -> None:
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         # each client's own pipeline (uplink-codec=auto, by-link:), sent in its instruction
@@ -77,6 +79,7 @@ class Compressed(Strategy):
         self.refused: list[ClientRow] = []  # sampled, but unable to train on their device
         self.rows: list[ClientRow] = []  # the last round's, for callers of aggregate_train
         self.dp = dp  # DP-FedAvg: clip each decoded update, noise the sum (privacy/)
+        self.secure = secure  # secure aggregation: the server sees only the sum (secure.py)
         self.clock = clock or Unmetered()  # simulated availability, costs and deadlines
         inner.available = self.clock.available  # the inner strategy samples among these
         inner.over_select = self.clock.over_select
@@ -163,11 +166,14 @@ class Compressed(Strategy):
             row.num_examples, row.train_loss = res.num_examples, res.train_loss
             row.train_s, row.flops, row.setting = res.train_s, res.flops, res.setting
             accepted.append((node, part, res, local, row))
+        left = self.secure.why if self.secure else {}
         for node, (_, row) in self.asked.items():
             if node not in seen:
-                self._drop(server_round, node, row.client, NO_REPLY, row)
+                self._drop(server_round, node, row.client, left.get(row.client, NO_REPLY), row)
                 rows.append(row)
         rows += self.refused
+        if self.secure:
+            self.secure.charge(rows)
         for row in rows:
             self.clock.price(row)
         self.clock.admit([a[-1] for a in accepted], getattr(self.inner, "wanted", 0))
@@ -188,8 +194,13 @@ class Compressed(Strategy):
     def _merge(
         self, server_round: int, accepted: list, rows: list[ClientRow]
     ) -> dict[str, np.ndarray] | None:
-        if self.dp is not None:  # one noised mean stands in for every reply
-            accepted = [self._private_mean(server_round, accepted)]
+        try:
+            if self.secure is not None:  # one unmasked (noised) mean stands in for them all
+                accepted = [self._secure_mean(server_round, accepted, rows)]
+            elif self.dp is not None:  # one noised mean stands in for every reply
+                accepted = [self._private_mean(server_round, accepted)]
+        except ValueError as exc:
+            return self._skip(server_round, str(exc), rows)
         weighted = [
             (self.views.of(p), local, float(res.num_examples)) for _, p, res, local, _ in accepted
         ]
@@ -206,11 +217,13 @@ class Compressed(Strategy):
         reason = self._refusal(flatten(new))
         if reason:  # undo what the inner strategy learnt from this round, keep the global
             restore(self.inner, saved)
-            log(WARNING, "round %d skipped: %s", server_round, reason)
-            for row in rows:
-                row.status = f"round skipped: {reason}"
-            return None
+            return self._skip(server_round, reason, rows)
         return new
+
+    def _skip(self, server_round: int, reason: str, rows: list[ClientRow]) -> None:
+        log(WARNING, "round %d skipped: %s", server_round, reason)
+        for row in rows:
+            row.status = f"round skipped: {reason}"
 
     def _private_mean(self, server_round: int, accepted: list) -> tuple:
         """DP-FedAvg over the decoded updates (one rank: the config refuses mixed ones),
@@ -224,10 +237,19 @@ class Compressed(Strategy):
         dp.adapt(norms, sampled=len(self.asked), rng=rng)  # the next round's clip
         for (*_, row), norm in zip(accepted, norms, strict=True):
             row.update_norm = norm
-        node, part, res, _, row = accepted[0]
-        loss = float(np.mean([a[2].train_loss for a in accepted]))
-        res = dataclasses.replace(res, num_examples=1, train_loss=loss)
-        return node, part, res, start + mean, row
+        return _as_one(accepted, start + mean)
+
+    def _secure_mean(self, server_round: int, accepted: list, rows: list[ClientRow]) -> tuple:
+        """The mean secure aggregation unmasks (``secure.py``), as one reply of weight 1;
+        its last exchange's bytes are charged to the survivors' rows."""
+        rank = self.views.rank
+        start = self.sent[rank][: self.up_sizes[rank]]
+        masked = {part: local for _, part, _, local, _ in accepted}
+        mean = self.secure.mean(server_round, masked, sampled=len(self.asked))
+        self.secure.charge(rows)
+        for row in rows:
+            self.clock.price(row)
+        return _as_one(accepted, start + mean)
 
     def _refusal(self, new: np.ndarray) -> str | None:
         """Why an aggregate must not become the global adapter (None: it may)."""
@@ -273,6 +295,8 @@ class Compressed(Strategy):
         if len(res.blob) > self._blob_limit(part):
             raise ValueError(f"update blob of {len(res.blob)} bytes exceeds the adapter's bound")
         # clients send the leading (trainable) part of their view; residuals only go down
+        if self.secure is not None:  # masked codes: checked for length, summed later
+            return res, self.secure.masked(res.blob)
         rank = self.views.of(part)
         start = self.sent[rank][: self.up_sizes[rank]]
         local = reconstruct(res.blob, start, spec=self.uplink_of(part))
@@ -320,6 +344,13 @@ class Compressed(Strategy):
 
     def summary(self) -> None:
         self.inner.summary()
+
+
+def _as_one(accepted: list, local: np.ndarray) -> tuple:
+    """One accepted reply of weight 1 carrying ``local`` and the replies' mean loss."""
+    node, part, res, _, row = accepted[0]
+    loss = float(np.mean([a[2].train_loss for a in accepted]))
+    return node, part, dataclasses.replace(res, num_examples=1, train_loss=loss), local, row
 
 
 def _scale(vec: np.ndarray) -> float:
