@@ -4,7 +4,7 @@ A quantizer aggregates under masks only if every client uses the same grid: the 
 of different scales cannot be summed. fedslim's ``q8``/``q4`` pick a scale per block from
 each client's own values, so instead every client (1) clips its update to the L2 norm
 ``clip``, (2) rotates it with the round's public seeded rotation (random signs, a random
-permutation, then a Walsh-Hadamard transform per block of ``block`` values), after which
+permutation, then a Walsh-Hadamard transform per block of up to 4,096 values), after which
 every coordinate is near-Gaussian with standard deviation at most clip / sqrt(padded), so
 (3) one public scale fits every block: ``SPREAD`` standard deviations over 2^(bits-1) - 1
 levels, values beyond clamped, and (4) rounds stochastically (unbiased) to integers,
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SPREAD = 4.0  # standard deviations a rotated coordinate may reach before it is clamped
-MAX_BLOCK = 4096
+MAX_BLOCK, MIN_BLOCK = 4096, 64
 MAX_MOD_BITS = 32  # masks are uint32
 
 
@@ -52,7 +52,12 @@ class Encoding:
 
     @property
     def block(self) -> int:
-        return min(MAX_BLOCK, 1 << max(0, (self.size - 1).bit_length()))
+        """The largest Hadamard block (a power of two, at most ``MAX_BLOCK``) whose padding
+        stays within 1/32 of the update, since padded values are sent too."""
+        block = min(MAX_BLOCK, 1 << max(0, (self.size - 1).bit_length()))
+        while block > MIN_BLOCK and -self.size % block > self.size / 32:
+            block //= 2
+        return block
 
     @property
     def padded(self) -> int:
