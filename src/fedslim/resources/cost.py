@@ -59,10 +59,15 @@ def client_cost(
     bytes_down: int,
     bytes_up: int,
     flops: float,
+    exchanges: int = 1,
 ) -> ClientCost:
-    """One client's round: download, local training, upload."""
-    down_s = transfer_s(bytes_down, link.down_mbps, link.rtt_s)
-    up_s = transfer_s(bytes_up, link.up_mbps, link.rtt_s)
+    """One client's round: download, local training, upload. Each exchange beyond the
+    first (secure aggregation's key, share and unmask messages) adds a round trip; its
+    bytes are in the totals, and its radio tail is not charged again (the exchanges
+    follow each other within a tail, except the unmask after training)."""
+    extra = (exchanges - 1) * link.rtt_s / 2
+    down_s = transfer_s(bytes_down, link.down_mbps, link.rtt_s) + extra
+    up_s = transfer_s(bytes_up, link.up_mbps, link.rtt_s) + extra
     compute_s = flops / device.flops
     energy = (
         device.active_w * compute_s

@@ -80,6 +80,7 @@ class SimClock:
             bytes_down=round(row.downlink_bytes * self.framing),  # what the link carries
             bytes_up=round(row.uplink_bytes * self.framing),
             flops=row.flops / plan.throughput,  # fp32-equivalent FLOPs at its precision
+            exchanges=row.exchanges,
         )
         row.device, row.link = member.device.name, member.link.name
         row.sim_down_s, row.sim_compute_s, row.sim_up_s = c.down_s, c.compute_s, c.up_s

@@ -38,7 +38,8 @@ class SecureRounds:
         self.enc: Encoding | None = None
         self.node: dict[int, int] = {}  # partition -> node, this round
         self.why: dict[int, str] = {}  # partition -> why it left before training
-        self.owed: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # uncharged bytes
+        # partition -> [down bytes, up bytes, exchanges] not yet in its ledger row
+        self.owed: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
 
     # ---- before training ----------------------------------------------------------------
     def prepare(self, rnd: int, messages: list[Message], parts: dict[int, int], size: int):
@@ -86,6 +87,7 @@ class SecureRounds:
                 for p, c in contents.items()}  # fmt: skip
         for p, msg in asks.items():
             self.owed[p][0] += wire_bytes(msg)
+            self.owed[p][2] += 1
         by_node = {n: p for p, n in self.node.items()}
         answers = {}
         for reply in self.send(list(asks.values())):
@@ -125,8 +127,9 @@ class SecureRounds:
         return mean
 
     def charge(self, rows: list[ClientRow]) -> None:
-        """Add the extra exchanges' bytes to the clients' rows (once)."""
+        """Add the extra exchanges and their bytes to the clients' rows (once)."""
         for row in rows:
-            down, up = self.owed.pop(row.client, (0, 0))
+            down, up, exchanges = self.owed.pop(row.client, (0, 0, 0))
             row.downlink_bytes += down
             row.uplink_bytes += up
+            row.exchanges += exchanges
