@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message
+from flwr.app import ConfigRecord
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim import protocol
@@ -16,7 +16,8 @@ from fedslim.strategies.clock import Unmetered
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.uplinks import UplinkPlan
-from fedslim.vectors import digest
+
+from .replies import train_reply
 
 MINILM_UPDATE = 76_808  # values of WordNet's MiniLM adapter (r=8 on query/value + head)
 
@@ -114,9 +115,7 @@ def _round(updates, *, cheat=()):
         ins = protocol.train_ins_from(msg.content)
         spec = "none" if node in cheat else ins.uplink
         blobs[node] = ErrorFeedback(build(spec)).encode(updates[node], None, seed=node)[0]
-        held = digest(strategy.pending[PARTS[node]])
-        res = protocol.TrainRes(blobs[node], held, 10 * PARTS[node] + 10, 1.0, 0.1, 1)
-        replies.append(Message(protocol.train_res_content(res), reply_to=msg))
+        replies.append(train_reply(strategy, msg, PARTS[node], blobs[node], 10 * PARTS[node] + 10))
     record, _ = strategy.aggregate_train(1, replies)
     return strategy, record, blobs
 

@@ -4,10 +4,9 @@ nothing the strategy keeps is one client's update."""
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedslim import protocol
 from fedslim.client import secagg
 from fedslim.config import RunConfig
 from fedslim.privacy.dpfedavg import CentralDP
@@ -16,8 +15,8 @@ from fedslim.strategies.catalog import make
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.secure import SecureRounds
-from fedslim.vectors import digest
 
+from ..replies import train_reply
 from .test_secagg import _arrays
 
 N = 2000
@@ -79,9 +78,7 @@ def _secure_round(updates, dp, silent=(), drop=()):
         blob = secagg.masked_update(msg.content, contexts[node], 1, updates[node], seed=node)
         if node in drop:  # trained and masked, then lost
             continue
-        held = digest(strategy.pending[PARTS[node]])
-        res = protocol.TrainRes(blob, held, 10, 1.0, 0.1, 1)
-        replies.append(Message(protocol.train_res_content(res), reply_to=msg))
+        replies.append(train_reply(strategy, msg, PARTS[node], blob))
     new, rows = strategy.aggregate(1, replies)
     return strategy, new, rows
 
