@@ -9,7 +9,7 @@ from fedslim import protocol
 from fedslim.client.app import train
 from fedslim.compression import decode
 from fedslim.config import RunConfig
-from fedslim.records import wire_bytes
+from fedslim.flower_internals.messages import wire_bytes
 from fedslim.vectors import digest
 
 

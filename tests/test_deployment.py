@@ -1,6 +1,7 @@
 """Flower's Deployment Engine for real: SuperLink and SuperNodes as processes on 127.0.0.1."""
 
 import csv
+import functools
 import socket
 import ssl
 import threading
@@ -200,7 +201,7 @@ def test_a_federation_stays_up_for_two_jobs_and_down_stops_exactly_it(tmp_path, 
     """`deploy up`, two `deploy run` jobs, `status`, `down`: nothing of it left running.
     Under a Flower version the fast engine was never tested with: one warning, the
     supported engine, and the jobs run all the same."""
-    from fedslim.deploy.flower_internals import check
+    from fedslim.flower_internals import check
 
     monkeypatch.setattr(check, "version", lambda _package: "1.99.0")
     work = tmp_path / "fed"
@@ -239,10 +240,56 @@ def test_a_federation_stays_up_for_two_jobs_and_down_stops_exactly_it(tmp_path, 
 
 def test_the_flower_internals_fedslim_relies_on_are_there():
     """Fails loudly when a Flower upgrade moves what deploy's fast engine patches: then
-    re-check deploy/flower_internals/, or use --engine supported."""
-    from fedslim.deploy.flower_internals import check_flower
+    re-check flower_internals/, or use --engine supported."""
+    from fedslim.flower_internals import check_flower
 
     check_flower()
+
+
+def test_each_private_use_is_checked_alone_and_only_the_executor_decides_the_engine(
+    monkeypatch,
+):
+    """A patch whose probe fails is left off with one warning and the engine stays fast;
+    an executor that fails takes the supported engine; message sizes fall back to an
+    estimate; the simulation's run config, which nothing replaces, raises naming why."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    from fedslim.deploy.local import _fast_or_supported
+    from fedslim.flower_internals import check, messages, simulation
+
+    def moved():
+        raise RuntimeError("start_client_internal no longer sleeps 3 s")
+
+    sleeps = next(u for u in check.USES if u.name == "supernode-sleeps")
+    uses = tuple(u if u is not sleeps else check.Use(u.name, u.symbols, moved) for u in check.USES)
+    monkeypatch.setattr(check, "USES", uses)
+    assert check.working() == ("pull-backoff", "stopped-pulls", "claimed-tasks")
+    with pytest.warns(RuntimeWarning, match="runs without: supernode-sleeps: .* sleeps 3 s"):
+        assert _fast_or_supported() == "fast"
+    import flwr.supercore.heartbeat as heartbeat
+
+    monkeypatch.delattr(heartbeat, "HeartbeatSender")
+    with pytest.warns(RuntimeWarning, match="executor: .* has no flwr.supercore.heartbeat"):
+        assert _fast_or_supported() == "supported"
+    import flwr.supercore.telemetry as telemetry
+
+    monkeypatch.delattr(telemetry, "EventType")
+    with pytest.raises(RuntimeError, match="simulation-run-config: .*EventType"):
+        apps = dict(client_app=None, server_app=None, backend_config={}, app_dir="")
+        simulation.run_with_config({}, run_id=1, num_supernodes=1, verbose=False, **apps)
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in (("_run_id", 7), ("_node_id", 1), ("_task_id", 3)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+    msg = Message(RecordDict({"c": ConfigRecord({"up": bytes(5000)})}), dst_node_id=1,
+                  message_type="train")  # fmt: skip
+    exact = messages.wire_bytes(msg)
+    import flwr.supercore.inflatable.inflatable_object as inflatable
+
+    monkeypatch.delattr(inflatable, "get_all_nested_objects")
+    monkeypatch.setattr(messages, "_exact", functools.cache(messages._exact.__wrapped__))
+    with pytest.warns(RuntimeWarning, match="message sizes are estimated"):
+        assert abs(messages.wire_bytes(msg) - exact) < 0.1 * exact
 
 
 def _pull_a_message_of_a_stopped_run(monkeypatch) -> tuple[list, list]:
@@ -283,7 +330,7 @@ def test_a_run_stopped_mid_pull_leaves_no_task_for_the_executor(monkeypatch):
     ``fail_stopped_pulls`` Flower's own cleanup runs: no message, the task failed."""
     from flwr.supernode import start_client_internal as sci
 
-    from fedslim.deploy.flower_internals import fail_stopped_pulls
+    from fedslim.flower_internals import fail_stopped_pulls
 
     monkeypatch.setattr(sci, "pull_objects", sci.pull_objects)  # restored afterwards
     messages, tasks = _pull_a_message_of_a_stopped_run(monkeypatch)
@@ -309,7 +356,7 @@ def test_a_dead_executors_running_task_gets_flowers_crash_reply_at_once(monkeypa
     from flwr.supercore.object_store import ObjectStoreFactory
     from flwr.supercore.task_identity import TaskIdentity
 
-    from fedslim.deploy.flower_internals import patches
+    from fedslim.flower_internals import patches
 
     fs = importlib.import_module("flwr.supernode.cli.flower_supernode")
     monkeypatch.setattr(fs, "NodeStateFactory", fs.NodeStateFactory)  # restored afterwards

@@ -19,7 +19,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim.compression import build
 from fedslim.flower import CompressedStrategy, compression_mod, wire
-from fedslim.records import wire_bytes
+from fedslim.flower_internals.messages import wire_bytes
 from fedslim.vectors import digest
 
 # Ray workers unpickle the apps; this module is not importable there by name

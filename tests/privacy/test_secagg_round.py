@@ -9,8 +9,8 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim.client import secagg
 from fedslim.config import RunConfig
+from fedslim.flower_internals.messages import wire_bytes
 from fedslim.privacy.dpfedavg import CentralDP
-from fedslim.records import wire_bytes
 from fedslim.strategies.catalog import make
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..config.app_dir import write_app_dir
+from ..flower_internals.check import MODULE
 from ..protocol import node_config_text
 from ..resources.profiles import Link
 from .certs import TlsFiles, make_certs, make_node_key
@@ -50,20 +51,24 @@ def free_port() -> int:
 
 
 def _fast_or_supported() -> str:
-    """The fast engine where its Flower internals check out; else, with one warning, the
-    supported engine (public Flower only), so a Flower upgrade never breaks the default."""
-    from .flower_internals import check_flower
+    """The fast engine where its executor checks out, without any patch that does not
+    (one warning); else, with one warning, the supported engine (public Flower only), so
+    a Flower upgrade never breaks the default."""
+    from ..flower_internals.check import PATCHES, failure
 
-    try:
-        check_flower()
-    except RuntimeError as exc:
+    reason = failure("executor")
+    if reason:
         warnings.warn(
-            f"{exc}. The fast engine's Flower patches are off: this federation runs the "
+            f"{reason}. The fast engine's Flower patches are off: this federation runs the "
             "supported engine (public Flower only, slower rounds).",
             RuntimeWarning,
             stacklevel=3,
         )
         return "supported"
+    off = [r for r in map(failure, PATCHES) if r]
+    if off:
+        warnings.warn(f"the fast engine runs without: {'; '.join(off)}", RuntimeWarning,
+                      stacklevel=3)  # fmt: skip
     return "fast"
 
 
@@ -193,7 +198,7 @@ class LocalDeployment:
             launcher = [
                 str(bin_dir / "python"),
                 "-m",
-                "fedslim.deploy.flower_internals",
+                MODULE,
                 "supernode",
             ]
         prefix = self.emulation.prefix(i) if self.emulation else []

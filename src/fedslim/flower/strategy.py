@@ -29,8 +29,8 @@ from flwr.serverapp.strategy import Strategy
 
 from .. import ledger, seeds
 from ..compression import RECOMMENDED, build
+from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
-from ..records import wire_bytes
 from ..transport import Downlink, make_downlink, reconstruct
 from ..vectors import digest
 from . import wire

@@ -55,27 +55,6 @@ def _backend(sim: EngineConfig, verbose: bool) -> dict:
     }
 
 
-def _run_and_context(run: RunConfig):
-    """The Flower run and the ServerApp's context, as ``flwr run`` would make them (private
-    API: ``run_simulation`` would hand the apps an empty run config)."""
-    from flwr.app import Context, RecordDict
-    from flwr.common.constant import SUPERLINK_NODE_ID
-    from flwr.supercore.constant import NOOP_FEDERATION_ID
-    from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
-
-    flwr_run = Run.create_empty(run_id=run.seed + 1)
-    flwr_run.primary_task_id = 1
-    flwr_run.federation_id = NOOP_FEDERATION_ID
-    TaskIdentity.task_id, TaskIdentity.run_id = 1, flwr_run.run_id
-    TaskIdentity.node_id = SUPERLINK_NODE_ID
-    config = run.to_mapping()
-    context = Context(
-        run_id=flwr_run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=config
-    )
-    return flwr_run, context
-
-
 def simulate(
     run: RunConfig,
     sim: EngineConfig,
@@ -88,10 +67,9 @@ def simulate(
     ``client_app`` replaces fedslim's ClientApp (e.g. ``client.faults.faulty_app``)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # runs stay on this machine
     from flwr.serverapp import ServerApp
-    from flwr.simulation.run_simulation import _run_simulation
-    from flwr.supercore.telemetry import EventType
 
     from ..client.app import app as default_client
+    from ..flower_internals.simulation import run_with_config
     from ..server.app import run_server
     from .pricing import check, make_clock
 
@@ -107,19 +85,15 @@ def simulate(
         _quiet()
     with tempfile.TemporaryDirectory(prefix="fedslim-app-") as tmp:
         app_dir = write_app_dir(Path(tmp), run)
-        flwr_run, context = _run_and_context(run)
-        _run_simulation(
+        run_with_config(
+            run.to_mapping(),
+            run_id=run.seed + 1,
             num_supernodes=sim.num_supernodes,
-            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
             client_app=client_app or default_client,
             server_app=server_app,
-            backend_name="ray",
             backend_config=_backend(sim, verbose),
-            server_app_context=context,
             app_dir=str(app_dir),
-            run=flwr_run,
-            is_app=True,
-            verbose_logging=verbose,
+            verbose=verbose,
         )
     if not summary:
         raise RuntimeError("the simulation ended without results (see --verbose for logs)")

@@ -30,9 +30,9 @@ from flwr.serverapp.strategy import Strategy
 
 from .. import protocol, seeds
 from ..compression.wire import max_blob_bytes
+from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
 from ..privacy.dpfedavg import CentralDP, noisy_mean
-from ..records import wire_bytes
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
 from .clock import Clock, Unmetered

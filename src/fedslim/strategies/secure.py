@@ -20,12 +20,12 @@ from flwr.app import Message
 from flwr.common.logger import log
 
 from .. import seeds
+from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
 from ..privacy.dpfedavg import CentralDP, noised_mean
 from ..privacy.secagg import messages as sm
 from ..privacy.secagg.encoding import Encoding, unpack
 from ..privacy.secagg.server import ServerSession
-from ..records import wire_bytes
 
 Send = Callable[[list[Message]], list[Message]]  # push, and the replies within the timeout
 

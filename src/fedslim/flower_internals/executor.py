@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from .check import CLIENT_APP_TASK
+from .check import CLIENT_APP_TASK, working
 from .patches import shorten_pull_backoff
 
 LOG = logging.getLogger("fedslim.executor")
@@ -216,7 +216,8 @@ def run_executor(
     if parent_pid is not None:
         _exit_with(parent_pid)
     signal.signal(signal.SIGINT, _stop_task)  # ends a ClientApp call, never the executor
-    shorten_pull_backoff()
+    if working(("pull-backoff",)):
+        shorten_pull_backoff()
     certs = Path(root_certificates).read_bytes() if root_certificates else None
     acquirer = _client(address, insecure, certs, None)
     apps = _Apps()

@@ -1,4 +1,4 @@
-"""``python -m fedslim.deploy.flower_internals supernode|executor ARGS``."""
+"""``python -m fedslim.flower_internals supernode|executor ARGS``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from .check import MODULE, check_flower
+from .check import MODULE, PATCHES, failure, require, working
 from .executor import run_executor
 from .patches import (
     expire_claimed_tasks,
@@ -65,11 +65,19 @@ def supernode_main(argv: list[str]) -> None:
     own.add_argument("--port", default="9094")
     own.add_argument("--ssl-ca-certfile", default=None)
     mine, rest = own.parse_known_args(argv)
-    check_flower()
-    patch_supernode_sleeps(mine.idle_poll, mine.reply_poll)
-    shorten_pull_backoff()
-    fail_stopped_pulls()
-    record_node_state()
+    require("executor")
+    patch = {
+        "supernode-sleeps": lambda: patch_supernode_sleeps(mine.idle_poll, mine.reply_poll),
+        "pull-backoff": shorten_pull_backoff,
+        "stopped-pulls": fail_stopped_pulls,
+        "claimed-tasks": record_node_state,
+    }
+    on = working()
+    for name in PATCHES:
+        if name in on:
+            patch[name]()
+        else:
+            print(f"fedslim: patch off: {failure(name)}", file=sys.stderr, flush=True)
     tls = ["--root-certificates", mine.ssl_ca_certfile] if mine.ssl_ca_certfile else ["--insecure"]
     supervise([sys.executable, "-m", MODULE, "executor", "--runtime-api-address",
                f"{mine.host}:{mine.port}", "--poll", str(mine.executor_poll),
@@ -93,7 +101,7 @@ def executor_main(argv: list[str]) -> None:
     a = p.parse_args(argv)
     if not a.insecure and not a.root_certificates:
         p.error("give --insecure or --root-certificates")
-    check_flower()
+    require("executor")
     run_executor(
         a.runtime_api_address,
         insecure=a.insecure,
@@ -105,5 +113,5 @@ def executor_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ("supernode", "executor"):
-        sys.exit("usage: python -m fedslim.deploy.flower_internals supernode|executor ARGS")
+        sys.exit("usage: python -m fedslim.flower_internals supernode|executor ARGS")
     {"supernode": supernode_main, "executor": executor_main}[sys.argv[1]](sys.argv[2:])

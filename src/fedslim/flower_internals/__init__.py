@@ -1,7 +1,10 @@
-"""Everything fedslim takes from Flower's private internals, in one place, pinned.
+"""Everything fedslim takes from Flower's private internals, in one place, each use
+checked on its own (``check.py``): the fast deployment engine's executor and patches, the
+simulation's run config (``simulation.py``) and messages' wire size (``messages.py``).
 
-Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s for
-<1 s of training. Flower 1.42 has no supported way to avoid the costs removed here:
+Why the deployment patches: on a Deployment Engine federation a round of the tiny model
+costs 35-45 s for <1 s of training. Flower 1.42 has no supported way to avoid the costs
+removed here:
 
 1. Per-message process. The SuperNode's executor (``flower-superexec``) starts a fresh
    ``flwr-clientapp`` per message (``supernode/runtime/run_clientapp.py``): it re-imports
@@ -40,17 +43,18 @@ Why: on a Deployment Engine federation a round of the tiny model costs 35-45 s f
    The SuperNode's supervisor restarts the executor and ``expire_claimed_tasks`` expires
    its tasks at once, so Flower's own crash reply goes out within a second.
 
-``python -m fedslim.deploy.flower_internals supernode [--idle-poll S] <flower-supernode
+``python -m fedslim.flower_internals supernode [--idle-poll S] <flower-supernode
 args>`` does all five: patches, starts the executor as its child and runs the SuperNode
-with ``--isolation process``. Without this entry point Flower behaves as stock.
-``check_flower()`` fails loudly when the installed Flower is not one tested here.
+with ``--isolation process``. Without this entry point Flower behaves as stock. A patch
+whose check fails under the installed Flower is left off (the node says which); without
+the executor there is no fast engine and ``fedslim deploy`` starts the supported one.
 
-Layout: ``check.py`` (tested versions, the private symbols, the drift check),
-``patches.py`` (items 2-5), ``executor.py`` (item 1), ``__main__.py`` (entry points and
-the executor's supervisor).
+Layout: ``check.py`` (each use's symbols, versions and probe), ``patches.py`` (items
+2-5), ``executor.py`` (item 1), ``__main__.py`` (entry points and the executor's
+supervisor), ``simulation.py``, ``messages.py``.
 """
 
-from .check import MODULE, PRIVATE, TESTED_FLWR, check_flower
+from .check import MODULE, PATCHES, PRIVATE, TESTED, USES, check_flower, failure, working
 from .executor import TaskStopped, run_executor
 from .patches import (
     RunStoppedDuringPull,
@@ -61,13 +65,17 @@ from .patches import (
 
 __all__ = [
     "MODULE",
+    "PATCHES",
     "PRIVATE",
-    "TESTED_FLWR",
+    "TESTED",
+    "USES",
     "RunStoppedDuringPull",
     "TaskStopped",
     "check_flower",
+    "failure",
     "fail_stopped_pulls",
     "patch_supernode_sleeps",
     "run_executor",
     "shorten_pull_backoff",
+    "working",
 ]
