@@ -32,9 +32,10 @@ from .. import protocol, seeds
 from ..compression.wire import max_blob_bytes
 from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
-from ..privacy.dpfedavg import CentralDP, noisy_mean
+from ..privacy.dpfedavg import CentralDP
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, flatten, size_of
+from . import private
 from .clock import Clock, Unmetered
 from .ranks import RankMap
 from .secure import SecureRounds
@@ -194,13 +195,11 @@ class Compressed(Strategy):
     def _merge(
         self, server_round: int, accepted: list, rows: list[ClientRow]
     ) -> dict[str, np.ndarray] | None:
-        try:
-            if self.secure is not None:  # one unmasked (noised) mean stands in for them all
-                accepted = [self._secure_mean(server_round, accepted, rows)]
-            elif self.dp is not None:  # one noised mean stands in for every reply
-                accepted = [self._private_mean(server_round, accepted)]
-        except ValueError as exc:
-            return self._skip(server_round, str(exc), rows)
+        if self.secure is not None or self.dp is not None:
+            try:  # one (noised) mean of the clipped updates stands in for every reply
+                accepted = [self._stand_in(server_round, accepted, rows)]
+            except ValueError as exc:
+                return self._skip(server_round, str(exc), rows)
         weighted = [
             (self.views.of(p), local, float(res.num_examples)) for _, p, res, local, _ in accepted
         ]
@@ -225,31 +224,21 @@ class Compressed(Strategy):
         for row in rows:
             row.status = f"round skipped: {reason}"
 
-    def _private_mean(self, server_round: int, accepted: list) -> tuple:
-        """DP-FedAvg over the decoded updates (one rank: the config refuses mixed ones),
-        divided by the clients asked this round, as one reply of weight 1."""
+    def _stand_in(self, server_round: int, accepted: list, rows: list[ClientRow]) -> tuple:
+        """One reply of weight 1 for all (``private.py``): the mean secure aggregation
+        unmasks (its last exchange's bytes charged to the survivors' rows), or DP-FedAvg's."""
         rank = self.views.rank
         start = self.sent[rank][: self.up_sizes[rank]]
-        updates = [local - start for _, _, _, local, _ in accepted]
-        dp, rng = self.dp, self.dp.rng(server_round)
-        mean, norms = noisy_mean(updates, bound=dp.clip, noise=dp.noise, sampled=len(self.asked),
-                                 rng=rng)  # fmt: skip
-        dp.adapt(norms, sampled=len(self.asked), rng=rng)  # the next round's clip
-        for (*_, row), norm in zip(accepted, norms, strict=True):
-            row.update_norm = norm
-        return _as_one(accepted, start + mean)
-
-    def _secure_mean(self, server_round: int, accepted: list, rows: list[ClientRow]) -> tuple:
-        """The mean secure aggregation unmasks (``secure.py``), as one reply of weight 1;
-        its last exchange's bytes are charged to the survivors' rows."""
-        rank = self.views.rank
-        start = self.sent[rank][: self.up_sizes[rank]]
-        masked = {part: local for _, part, _, local, _ in accepted}
-        mean = self.secure.mean(server_round, masked, sampled=len(self.asked))
-        self.secure.charge(rows)
-        for row in rows:
-            self.clock.price(row)
-        return _as_one(accepted, start + mean)
+        sampled = len(self.asked)
+        if self.secure is None:
+            mean = private.dp_mean(self.dp, server_round, start, accepted, sampled=sampled)
+        else:
+            masked = {part: local for _, part, _, local, _ in accepted}
+            mean = self.secure.mean(server_round, masked, sampled=sampled)
+            self.secure.charge(rows)
+            for row in rows:
+                self.clock.price(row)
+        return private.one_reply(accepted, start + mean)
 
     def _refusal(self, new: np.ndarray) -> str | None:
         """Why an aggregate must not become the global adapter (None: it may)."""
@@ -344,13 +333,6 @@ class Compressed(Strategy):
 
     def summary(self) -> None:
         self.inner.summary()
-
-
-def _as_one(accepted: list, local: np.ndarray) -> tuple:
-    """One accepted reply of weight 1 carrying ``local`` and the replies' mean loss."""
-    node, part, res, _, row = accepted[0]
-    loss = float(np.mean([a[2].train_loss for a in accepted]))
-    return node, part, dataclasses.replace(res, num_examples=1, train_loss=loss), local, row
 
 
 def _scale(vec: np.ndarray) -> float:
