@@ -16,6 +16,8 @@ from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.state import export_state, import_state
 from fedslim.vectors import digest
 
+from .fakes import Grid
+
 LAYOUT = (("a", (4, 3)), ("b", (5,)))
 N = 17
 PARTS = {101: 0, 202: 1, 303: 2}
@@ -24,14 +26,6 @@ PARTS = {101: 0, 202: 1, 303: 2}
 @pytest.fixture(autouse=True)
 def _identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
-
-
-class _Grid:
-    def __init__(self, parts=PARTS):
-        self.parts = parts
-
-    def get_node_ids(self):
-        return list(self.parts)
 
 
 def _compressed(name, parts, views, options=None, **kw):
@@ -76,7 +70,7 @@ def _play(strategy, glob, updates, weights=None, parts=PARTS, metrics=None, twic
     """
     msgs = {
         m.metadata.dst_node_id: m
-        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), _Grid(parts))
+        for m in strategy.configure_train(1, arrays_to_record(glob), ConfigRecord(), Grid(parts))
     }
     replies = []
     for node, delta in updates.items():
@@ -260,7 +254,7 @@ def test_round_skipped_below_min_train_clients():
 def test_fedprox_asks_clients_for_a_proximal_term():
     strategy = _strategy("fedprox")
     arrays = arrays_to_record({"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)})
-    msgs = strategy.configure_train(1, arrays, ConfigRecord(), _Grid())
+    msgs = strategy.configure_train(1, arrays, ConfigRecord(), Grid(PARTS))
     assert all(protocol.train_ins_from(m.content).options["proximal-mu"] > 0 for m in msgs)
 
 
@@ -352,7 +346,7 @@ def test_a_client_that_lost_sync_is_reset_to_the_initial_adapter():
     _round(strategy, {101: np.ones(N, np.float32), 202: np.ones(N, np.float32)})
     assert 0 in strategy.held and 1 in strategy.held  # the server tracks both new copies
     glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
-    msgs = {m.metadata.dst_node_id: m for m in strategy.configure(2, glob, _Grid())}
+    msgs = {m.metadata.dst_node_id: m for m in strategy.configure(2, glob, Grid(PARTS))}
     resync = Message(protocol.resync_content("my copy differs"), reply_to=msgs[101])
     # an error whose text names the marker is only an error: no client text resets a copy
     spoof = Message(Error(code=0, reason=f"RuntimeError: {RESYNC}: spoofed"), reply_to=msgs[202])

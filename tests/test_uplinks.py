@@ -11,13 +11,10 @@ from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
 from fedslim.resources import uplink
 from fedslim.resources.profiles import DEVICES, LINKS
-from fedslim.strategies.catalog import make
 from fedslim.strategies.clock import Unmetered
-from fedslim.strategies.compressed import Compressed
-from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.uplinks import UplinkPlan
 
-from .replies import train_reply
+from .fakes import Grid, fedavg, train_reply
 
 MINILM_UPDATE = 76_808  # values of WordNet's MiniLM adapter (r=8 on query/value + head)
 
@@ -90,25 +87,15 @@ N = 1250
 PARTS = {101: 0, 202: 1, 303: 2}  # node -> partition: on 3G, on LTE, unknown link
 
 
-class _Grid:
-    def get_node_ids(self):
-        return list(PARTS)
-
-
 def _round(updates, *, cheat=()):
     """A fedavg round under by-link pipelines; clients in ``cheat`` send raw fp32."""
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
     cfg = RunConfig.of(uplink_codec="by-link:3g=q4|zstd:3,lte=sign|zstd:3,*=none")
     clock = Unmetered({0: (DEVICES["phone-low"], LINKS["3g"]), 1: (None, LINKS["lte"])})
-    views = RankMap(layout=LAYOUT, up_keys={k for k, _ in LAYOUT}, rank=8, ranks={},
-                    initials={8: np.zeros(N, np.float32)})  # fmt: skip
-    inner = make("fedavg", partitions=PARTS, seed=0, fraction_train=1.0, min_train_nodes=1,
-                 options=cfg.to_mapping())  # fmt: skip
-    strategy = Compressed(inner, uplink=cfg.codecs.uplink, downlink="none", views=views,
-                          partitions=PARTS, seed=0, clock=clock,
-                          uplinks=UplinkPlan(cfg.codecs.policy, clock=clock))  # fmt: skip
+    plan = UplinkPlan(cfg.codecs.policy, clock=clock)
+    strategy = fedavg(PARTS, LAYOUT, cfg=cfg, uplink=cfg.codecs.uplink, clock=clock, uplinks=plan)
     glob = {"a": np.zeros((40, 30), np.float32), "b": np.zeros(50, np.float32)}
-    msgs = strategy.configure_train(1, protocol.arrays_record(glob), ConfigRecord(), _Grid())
+    msgs = strategy.configure_train(1, protocol.arrays_record(glob), ConfigRecord(), Grid(PARTS))
     replies, blobs = [], {}
     for msg in msgs:
         node = msg.metadata.dst_node_id

@@ -8,15 +8,11 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim.client import secagg
-from fedslim.config import RunConfig
 from fedslim.flower_internals.messages import wire_bytes
 from fedslim.privacy.dpfedavg import CentralDP
-from fedslim.strategies.catalog import make
-from fedslim.strategies.compressed import Compressed
-from fedslim.strategies.ranks import RankMap
 from fedslim.strategies.secure import SecureRounds
 
-from ..replies import train_reply
+from ..fakes import Grid, fedavg, train_reply
 from .test_secagg import _arrays
 
 N = 2000
@@ -28,11 +24,6 @@ HANDLERS = {"query.secagg_keys": secagg.keys, "query.secagg_share": secagg.share
 @pytest.fixture(autouse=True)
 def _identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
-
-
-class _Grid:
-    def get_node_ids(self):
-        return list(PARTS)
 
 
 def _contexts():
@@ -56,21 +47,15 @@ def _send(contexts, silent=()):
 
 
 def _strategy(send, dp):
-    cfg = RunConfig.of()
-    inner = make("fedavg", partitions=PARTS, seed=0, fraction_train=1.0, min_train_nodes=1,
-                 options=cfg.to_mapping())  # fmt: skip
-    views = RankMap(layout=(("w", (N,)),), up_keys={"w"}, rank=8, ranks={},
-                    initials={8: np.zeros(N, np.float32)})  # fmt: skip
     secure = SecureRounds(send, bits=8, neighbors=0, seed=0, dp=dp)
-    return Compressed(inner, uplink="none", downlink="none", views=views, partitions=PARTS,
-                      seed=0, secure=secure)  # fmt: skip
+    return fedavg(PARTS, (("w", (N,)),), secure=secure)
 
 
 def _secure_round(updates, dp, silent=(), drop=()):
     contexts = _contexts()
     strategy = _strategy(_send(contexts, silent), dp)
     glob = {"w": np.zeros(N, np.float32)}
-    messages = strategy.configure(1, glob, _Grid())
+    messages = strategy.configure(1, glob, Grid(PARTS))
     messages = strategy.secure.prepare(1, messages, PARTS, N)
     replies = []
     for msg in messages:

@@ -2,19 +2,16 @@
 
 import numpy as np
 import pytest
-from flwr.app import Message
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedslim import protocol
 from fedslim.compression import encode
 from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
 from fedslim.resources import profiles
 from fedslim.simulations.population import Member
 from fedslim.simulations.pricing import Plan, SimClock, population
-from fedslim.strategies.catalog import make
-from fedslim.strategies.compressed import Compressed
-from fedslim.strategies.ranks import RankMap
+
+from ..fakes import Grid, fedavg, train_reply
 
 N = 6
 
@@ -74,27 +71,15 @@ def _clock(flops_per_s=(1e9,) * N, **kw) -> SimClock:
     return SimClock(members, profiles.PRICES, seed=0, **opts)
 
 
-class _Grid:
-    def get_node_ids(self):
-        return [100 + p for p in range(N)]
-
-
 def _round(clock: SimClock, fraction: float = 1.0, flops: int = 10**9):
     parts = {100 + p: p for p in range(N)}
-    inner = make("fedavg", partitions=parts, seed=0, fraction_train=fraction, min_train_nodes=1,
-                 options=RunConfig.of().to_mapping())  # fmt: skip
-    views = RankMap(layout=(("w", (4,)),), up_keys={"w"}, rank=8, ranks={},
-                    initials={8: np.zeros(4, np.float32)})  # fmt: skip
-    strategy = Compressed(inner, uplink="none", downlink="none", views=views, partitions=parts,
-                          seed=0, clock=clock)  # fmt: skip
-    msgs = strategy.configure(1, {"w": np.zeros(4, np.float32)}, _Grid())
+    strategy = fedavg(parts, (("w", (4,)),), fraction=fraction, clock=clock)
+    msgs = strategy.configure(1, {"w": np.zeros(4, np.float32)}, Grid(parts))
     replies = []
     for msg in msgs:
         part = parts[msg.metadata.dst_node_id]
         blob = encode("none", np.full(4, float(part), np.float32))
-        held = protocol.train_ins_from(msg.content).base
-        res = protocol.TrainRes(blob, held, 10, 0.5, 0.1, flops)
-        replies.append(Message(protocol.train_res_content(res), reply_to=msg))
+        replies.append(train_reply(strategy, msg, part, blob, flops=flops))
     return strategy.aggregate(1, replies)
 
 
