@@ -97,17 +97,19 @@ def privacy(rows: list[dict], path: Path) -> Path:
     for i, (name, mine) in enumerate(groups.items()):
         color = f"C{i}"
         private = sorted((r for r in mine if np.isfinite(r["epsilon"])), key=lambda r: r["epsilon"])
-        ax.errorbar([r["epsilon"] for r in private], [r["final_accuracy"] for r in private],
-                    [r["final_accuracy_std"] for r in private], marker="o", ms=4, capsize=3,
-                    color=color, label=name)  # fmt: skip
-        for r in mine:
+        if private:
+            ax.errorbar([r["epsilon"] for r in private], [r["final_accuracy"] for r in private],
+                        [r["final_accuracy_std"] for r in private], marker="o", ms=4, capsize=3,
+                        color=color, label=name)  # fmt: skip
+        for r in mine:  # dash patterns apart, so equal accuracies stay visible
             if not np.isfinite(r["epsilon"]):
-                ax.axhline(r["final_accuracy"], color=color, ls="--", lw=1, label=f"{name}, no DP")
+                ax.axhline(r["final_accuracy"], color=color, ls=(3 * i, (3, 3 * len(groups) - 3)),
+                           lw=1.2, label=f"{name}, no DP")  # fmt: skip
     ax.set_xscale("log")
     ax.set(xlabel="epsilon (client-level, the run's delta)", ylabel="final accuracy",
            title="accuracy against privacy (mean and spread over repeats)")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, handlelength=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
