@@ -23,10 +23,10 @@ from pathlib import Path
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from fedslim.config import RunConfig  # noqa: E402
+from fedslim.experiments.report import write  # noqa: E402
+from fedslim.experiments.sweep import plan_recipes, run_sweep  # noqa: E402
 from fedslim.ledger import RoundRow, read_rounds  # noqa: E402
-from fedslim.simulations.report import write  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
-from fedslim.simulations.sweep import plan_recipes, run_sweep  # noqa: E402
 
 
 def _minilm() -> str:

@@ -26,9 +26,9 @@ from pathlib import Path
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from fedslim.compression.registry import RECOMMENDED  # noqa: E402
-from fedslim.simulations.report import run_and_write  # noqa: E402
+from fedslim.experiments.report import run_and_write  # noqa: E402
+from fedslim.experiments.sweep import plan_recipes  # noqa: E402
 from fedslim.simulations.run import simulate  # noqa: E402
-from fedslim.simulations.sweep import plan_recipes  # noqa: E402
 
 EPSILONS = (1.0, 4.0, 8.0)
 CODECS = {

@@ -1,7 +1,7 @@
 """Strategies x (no compression, a compressed pipeline) on real federations, as a sweep.
 
 For each strategy and codec setting, ``--repeat`` runs (seeds 0, 1, ...) on Flower's
-Simulation Engine through ``fedslim.simulations.sweep`` (finished runs under
+Simulation Engine through ``fedslim.experiments.sweep`` (finished runs under
 ``OUT/CASE/runs/`` are reused; ``--fresh`` re-runs them); prints final accuracy, rounds
 to reach 95% of the best final accuracy in the table, and uplink / downlink bytes
 (Flower messages on the wire), means over repeats; the table is also written to
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from convergence import CASES, kebab
 
-from fedslim.simulations.report import load, write
+from fedslim.experiments.report import load, write
+from fedslim.experiments.sweep import plan_recipes, run_sweep
 from fedslim.simulations.run import simulate
-from fedslim.simulations.sweep import plan_recipes, run_sweep
 
 STRATEGIES = {
     "fedavg": {},

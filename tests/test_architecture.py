@@ -18,7 +18,7 @@ OTHER_NAMESPACES = {
     "config/sections.py": {"num-examples", "lora-r"},
     "server/checkpoint.py": {"config"},
     "server/results.py": {"config"},
-    "simulations/sweep.py": {"config"},
+    "experiments/sweep.py": {"config"},
     "split/service.py": {"base"},  # the tail service's Info answer
     "deploy/links.py": {"up"},  # `ip link set DEV up`
     # fedslim.flower's own records (a Flower app's messages, not fedslim's) and the

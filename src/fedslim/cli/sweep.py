@@ -26,9 +26,9 @@ def sweep(
     """Run every combination of the --grid axes (repeats differ by seed), then report.
 
     Finished runs are skipped, so running the same sweep again resumes it."""
+    from ..experiments.sweep import parse_grid, plan, run_sweep
     from ..simulations.pricing import check
     from ..simulations.run import simulate
-    from ..simulations.sweep import parse_grid, plan, run_sweep
 
     try:
         base = dict(load_toml(config)) if config else {}
@@ -73,7 +73,7 @@ def report(out: Annotated[Path, typer.Argument(help="a sweep's directory")]) -> 
 
 
 def _report(out: Path) -> None:
-    from ..simulations.report import write
+    from ..experiments.report import write
 
     try:
         files = write(out)

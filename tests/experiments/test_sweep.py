@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from fedslim.cli import cli
 from fedslim.config import ConfigError
-from fedslim.simulations.sweep import parse_grid, plan
+from fedslim.experiments.sweep import parse_grid, plan
 
 BASE = ["num-supernodes=3", "num-server-rounds=2", "num-examples=300", "local-steps=3",
         "num-cpus=2", "devices=mix:phone-mid=0.5,laptop=0.5", "links=lte"]  # fmt: skip
@@ -74,9 +74,9 @@ def test_the_report_puts_epsilon_beside_accuracy_and_draws_accuracy_against_it(t
     the report's own arithmetic); a run without DP has epsilon infinity."""
     import math
 
+    from fedslim.experiments import report
+    from fedslim.experiments.figures import privacy
     from fedslim.ledger import RoundRow
-    from fedslim.simulations import report
-    from fedslim.simulations.figures import privacy
 
     runs = []
     for codec, base in (("none", 0.80), ("q4|zstd:3", 0.78)):
