@@ -112,3 +112,15 @@ def test_a_round_with_too_few_clients_left_is_skipped_with_the_reason():
 
 def test_unused_config_record_is_ignored_by_plain_rounds():
     assert secagg.masked_update(RecordDict({"config": ConfigRecord({})}), None, 1, None, 0) is None
+
+
+def test_a_run_that_would_ask_fewer_than_three_clients_fails_before_it_starts():
+    from fedslim.config import RunConfig
+    from fedslim.errors import ConfigError
+    from fedslim.simulations.pricing import check
+
+    check(RunConfig.of(secagg=True), 3)
+    with pytest.raises(ConfigError, match="'secagg'.* 2 node.* ask 2"):
+        check(RunConfig.of(secagg=True), 2)
+    with pytest.raises(ConfigError, match="fraction-train 0.2 ask 2"):
+        check(RunConfig.of(secagg=True, fraction_train=0.2), 10)

@@ -26,7 +26,7 @@ from ..strategies import catalog
 from ..strategies.clock import Clock, Unmetered
 from ..strategies.compressed import Compressed
 from ..strategies.ranks import RankMap
-from ..strategies.secure import SecureRounds
+from ..strategies.secure import SecureRounds, check_clients
 from ..strategies.state import export_state, import_state
 from ..strategies.uplinks import UplinkPlan
 from ..task.adapters import get_adapter
@@ -130,6 +130,7 @@ class _Run:
         )  # fmt: skip
         self.strategy.dp = self.privacy.mechanism if self.privacy else None
         if cfg.privacy.secagg:
+            check_clients(clients, cfg.rounds.fraction_train, cfg.rounds.min_train_clients)
             self.strategy.secure = _secure(grid, cfg, self.strategy.dp)
         self.startup_s = time.monotonic() - t0
         self.eval_s = 0.0

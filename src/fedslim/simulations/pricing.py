@@ -16,6 +16,7 @@ from ..config import RunConfig
 from ..errors import ConfigError
 from ..ledger import ClientRow
 from ..resources import cost, memory, profiles
+from ..strategies.secure import check_clients
 from .population import Member, assign, is_available
 
 
@@ -166,6 +167,9 @@ def check(cfg: RunConfig, num_partitions: int) -> None:
         raise
     except (OSError, ValueError) as exc:
         raise ConfigError(f"simulator configuration: {exc}") from None
+    if cfg.privacy.secagg:
+        r = cfg.rounds
+        check_clients(num_partitions, r.fraction_train, r.min_train_clients)
     links = load_profiles(cfg)[1]
     unknown = sorted(cfg.codecs.policy.by_link.keys() - {"*"} - links.keys())
     if unknown:

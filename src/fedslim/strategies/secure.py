@@ -20,14 +20,28 @@ from flwr.app import Message
 from flwr.common.logger import log
 
 from .. import seeds
+from ..errors import ConfigError
 from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
 from ..privacy.dpfedavg import CentralDP, noised_mean
 from ..privacy.secagg import messages as sm
 from ..privacy.secagg.encoding import Encoding, unpack
 from ..privacy.secagg.server import ServerSession
+from .fedavg import sample_size
 
 Send = Callable[[list[Message]], list[Message]]  # push, and the replies within the timeout
+MIN_CLIENTS = 3  # a majority threshold below this protects nothing
+
+
+def check_clients(nodes: int, fraction: float, minimum: int) -> None:
+    """Fail before the run when a round would ask fewer than ``MIN_CLIENTS`` clients."""
+    asked = sample_size(nodes, fraction, minimum)
+    if asked < MIN_CLIENTS:
+        raise ConfigError(
+            f"config key 'secagg': secure aggregation needs {MIN_CLIENTS} clients a round; "
+            f"{nodes} node(s) at fraction-train {fraction:g} ask {asked} (add nodes, or raise "
+            "fraction-train or min-train-clients)"
+        )
 
 
 class SecureRounds:
@@ -50,7 +64,7 @@ class SecureRounds:
         self.owed.clear()
         self.session = ServerSession(rnd, self.neighbors, seeds.secagg(self.seed, rnd))
         keys = self._ask(rnd, sm.KEYS, {p: sm.keys_ins(rnd) for p in self.node}, sm.keys_from)
-        if len(keys) < 3:
+        if len(keys) < MIN_CLIENTS:
             return self._abort(f"{len(keys)} clients sent keys; secure aggregation needs 3")
         neighbours = self.session.advertised(keys)
         asks = {p: sm.share_ins(rnd, neighbours[p]) for p in keys}
@@ -58,7 +72,7 @@ class SecureRounds:
         for p in [p for p, out in shares.items() if set(out) != set(neighbours[p])]:
             self.why[p] = "secure aggregation: sent shares to others than its neighbours"
             del shares[p]
-        if len(shares) < 3:
+        if len(shares) < MIN_CLIENTS:
             return self._abort(f"{len(shares)} clients shared; secure aggregation needs 3")
         routed = self.session.route(shares)
         self.enc = Encoding(size=size, clip=self.dp.clip, bits=self.bits, clients=len(routed),
