@@ -187,6 +187,7 @@ def test_secure_aggregation_learns_when_a_client_drops_after_sharing_its_keys(tm
     rounds, clients = _rows(out / "rounds.csv"), _rows(out / "clients.csv")
     assert float(rounds[-1]["accuracy"]) > float(rounds[0]["accuracy"]) + 0.05
     assert [c["status"] == "ok" for c in clients] == [True, True, False, True] * 2
+    assert [float(r["dp_clip"]) for r in rounds[1:]] == [1.0, 1.0]  # clients clipped to it
     # masked codes: 8 + 2 bits a value for 4 clients, against fp32's 32
     plain = 4 * summary["adapter_params"]
     assert all(int(c["uplink_bytes"]) < plain / 2 for c in clients if c["status"] == "ok")

@@ -79,7 +79,7 @@ class RoundRow:
     eval_s: float = 0.0  # the server's evaluation of the new global adapter
     sampled: int = 0  # clients asked to train
     epsilon: float = float("inf")  # the run's client-level epsilon so far (dp=central)
-    dp_clip: float = 0.0  # dp=central: the clip bound for the next round
+    dp_clip: float = 0.0  # dp=central or secagg: the clip bound for the next round
 
     @classmethod
     def of(

@@ -131,7 +131,7 @@ class _Run:
         self.strategy.dp = self.privacy.mechanism if self.privacy else None
         if cfg.privacy.secagg:
             check_clients(clients, cfg.rounds.fraction_train, cfg.rounds.min_train_clients)
-            self.strategy.secure = _secure(grid, cfg, self.strategy.dp)
+            self.strategy.secure = _secure(grid, cfg, self.strategy.dp, self.history.rounds)
         self.startup_s = time.monotonic() - t0
         self.eval_s = 0.0
         self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
@@ -190,6 +190,8 @@ class _Run:
         elapsed = self.history.rounds[-1].sim_elapsed_s + totals.get("sim_round_s", 0.0)
         row = RoundRow.of(rnd, self.evaluate(), rows, seconds, sim_elapsed_s=elapsed, **totals)
         row.sampled = len(self.strategy.asked)
+        if self.strategy.secure is not None:  # the next round's clip (adaptive: resumed)
+            row.dp_clip = self.strategy.secure.dp.clip
         if self.privacy:
             self.privacy.record(row)
         self._record(row, rows)
@@ -259,10 +261,12 @@ def _strategy(
     )
 
 
-def _secure(grid: Grid, cfg: RunConfig, dp: CentralDP | None) -> SecureRounds:
-    """Secure aggregation's stages, clipping as DP does (without DP: no noise)."""
+def _secure(grid: Grid, cfg: RunConfig, dp: CentralDP | None, rounds) -> SecureRounds:
+    """Secure aggregation's stages, clipping as DP does (without DP: no noise; an
+    adaptive clip resumes where ``dp_clip`` left it, as under DP)."""
     p = cfg.privacy
-    dp = dp or CentralDP(p.dp_clip, 0.0, adaptive=p.dp_adaptive_clip)
+    clip = next((row.dp_clip for row in reversed(rounds) if row.dp_clip), p.dp_clip)
+    dp = dp or CentralDP(clip, 0.0, adaptive=p.dp_adaptive_clip)
     timeout = cfg.rounds.round_timeout_s
     return SecureRounds(
         lambda messages: exchange(grid, messages, timeout=timeout),
