@@ -95,23 +95,29 @@ class RoundRow:
     ) -> RoundRow:
         """Totals of a round's client rows, with the global adapter's held-out metrics."""
         ok = [r for r in rows if r.ok]
+        sums = totals(rows, *BYTES, "energy_j", "cost_usd")
         return cls(
             round=rnd,
             accuracy=metrics["accuracy"],
             loss=metrics["loss"],
-            uplink_bytes=sum(r.uplink_bytes for r in rows),
-            downlink_bytes=sum(r.downlink_bytes for r in rows),
-            uplink_payload_bytes=sum(r.uplink_payload_bytes for r in rows),
-            downlink_payload_bytes=sum(r.downlink_payload_bytes for r in rows),
+            **{k: int(sums[k]) for k in BYTES},
             clients=len(ok),
             dropped=len(rows) - len(ok),
             train_s=max((r.train_s for r in ok), default=0.0),
             wall_s=wall_s,
             sim_round_s=sim_round_s,
             sim_elapsed_s=sim_elapsed_s,
-            energy_j=sum((r.energy_j for r in rows), 0.0),
-            cost_usd=sum(r.cost_usd for r in rows) + server_usd,
+            energy_j=float(sums["energy_j"]),
+            cost_usd=float(sums["cost_usd"]) + server_usd,
         )
+
+
+BYTES = ("uplink_bytes", "downlink_bytes", "uplink_payload_bytes", "downlink_payload_bytes")
+
+
+def totals(rows: list, *fields: str) -> dict[str, float]:
+    """Each field summed over ``rows`` (client rows of a round, or a run's round rows)."""
+    return {f: sum((getattr(r, f) for r in rows), 0) for f in fields}
 
 
 Row = TypeVar("Row", ClientRow, RoundRow)

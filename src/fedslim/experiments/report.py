@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..ledger import RoundRow, read_clients, read_rounds
+from ..ledger import RoundRow, read_clients, read_rounds, totals
 from .sweep import INDEX
 
 COSTS = {  # pareto axis -> (table column, label)
@@ -53,13 +53,13 @@ def load(out: Path) -> list[Run]:
 
 
 def _totals(run: Run) -> dict[str, float]:
-    r = run.rounds
+    sums = totals(run.rounds, "uplink_bytes", "downlink_bytes", "energy_j", "cost_usd")
     return {
-        "uplink_bytes": sum(x.uplink_bytes for x in r),
-        "total_bytes": sum(x.uplink_bytes + x.downlink_bytes for x in r),
-        "sim_s": r[-1].sim_elapsed_s,
-        "energy_j": sum(x.energy_j for x in r),
-        "cost_usd": sum(x.cost_usd for x in r),
+        "uplink_bytes": sums["uplink_bytes"],
+        "total_bytes": sums["uplink_bytes"] + sums["downlink_bytes"],
+        "sim_s": run.rounds[-1].sim_elapsed_s,
+        "energy_j": sums["energy_j"],
+        "cost_usd": sums["cost_usd"],
     }
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..files import write_atomic
-from ..ledger import ClientRow, RoundRow, write_csv
+from ..ledger import BYTES, ClientRow, RoundRow, totals, write_csv
 
 FILES = ("rounds.csv", "clients.csv", "summary.json")
 
@@ -49,13 +49,9 @@ def write_summary(out: Path, rounds: list[RoundRow], config: dict, extra: dict) 
         "final_loss": rounds[-1].loss if rounds else None,
         "initial_accuracy": rounds[0].accuracy if rounds else None,
         "rounds": rounds[-1].round if rounds else 0,
-        "total_uplink_bytes": sum(r.uplink_bytes for r in rounds),
-        "total_downlink_bytes": sum(r.downlink_bytes for r in rounds),
-        "total_uplink_payload_bytes": sum(r.uplink_payload_bytes for r in rounds),
-        "total_downlink_payload_bytes": sum(r.downlink_payload_bytes for r in rounds),
+        **{f"total_{k}": v for k, v in totals(rounds, *BYTES).items()},
         "sim_elapsed_s": rounds[-1].sim_elapsed_s if rounds else 0.0,
-        "total_energy_j": sum(r.energy_j for r in rounds),
-        "total_cost_usd": sum(r.cost_usd for r in rounds),
+        **{f"total_{k}": float(v) for k, v in totals(rounds, "energy_j", "cost_usd").items()},
         "to_target": to_target(rounds, float(config.get("target-accuracy", 0.0))),
         **extra,
         "config": {**config, "out": "."},
