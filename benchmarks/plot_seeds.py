@@ -22,7 +22,7 @@ POPULATIONS = {
     "link-bound": (
         "runs/bench-wordnet-link-bound/runs",
         [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"), ("sign_zstd_3", "sign|zstd:3"),
-         ("vera__auto", "VeRA, auto")],
+         ("q8_zstd_3", "q8|zstd:3"), ("vera__auto", "VeRA, auto")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (8 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",

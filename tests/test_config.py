@@ -133,3 +133,19 @@ def test_default_results_directories_are_unique():
     from fedslim.server.results import default_out
 
     assert len({default_out() for _ in range(50)}) == 50
+
+
+def test_a_recorded_config_differs_only_where_the_experiment_does(tmp_path, monkeypatch):
+    """A key added since the record counts as its default; a file named by another
+    spelling of its path is the same file; another file is another experiment."""
+    from fedslim.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("pop.csv", "other.csv"):
+        (tmp_path / name).write_text("partition,device,link\n0,laptop,wifi\n")
+    cfg = RunConfig.of(population=str(tmp_path / "pop.csv"))
+    saved = {k: v for k, v in cfg.record().items() if k != "secagg"}  # recorded before it
+    assert cfg.differences(saved | {"population": "pop.csv"}) == []
+    assert cfg.differences(saved | {"population": "./other.csv"}) == ["population"]
+    assert cfg.differences(saved | {"population": "gone.csv"}) == ["population"]
+    assert cfg.differences(saved | {"seed": 9}) == ["seed"]

@@ -215,9 +215,10 @@ class RunConfig:
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """Keys whose value differs from a recorded config (``summary.json``, a checkpoint);
         a key added since it was recorded counts as its default, which keeps the old
-        behaviour."""
+        behaviour, and a file named by another spelling of its path is the same file."""
         default = RunConfig().to_mapping()
-        return [k for k, v in self.record().items() if saved.get(k, default[k]) != v]
+        return [k for k, v in self.record().items()
+                if not _same(saved.get(k, default[k]), v)]  # fmt: skip
 
     def changed(self, section: str) -> list[str]:
         """Flat keys of ``section`` whose value is not the default."""
@@ -230,6 +231,14 @@ class RunConfig:
         return RunConfig.from_mapping(
             self.to_mapping() | {_kebab(k): v for k, v in changes.items()}
         )
+
+
+def _same(saved: Any, now: Any) -> bool:
+    if saved == now:
+        return True
+    if not (isinstance(saved, str) and isinstance(now, str) and Path(now).is_file()):
+        return False
+    return Path(saved).is_file() and Path(saved).resolve() == Path(now).resolve()
 
 
 def flat_keys() -> dict[str, tuple[str, str, type]]:
