@@ -37,7 +37,7 @@ from ..vectors import flatten, layout, num_parameters
 from . import checkpoint, results
 from .discovery import admit, discover
 from .exchange import exchange
-from .privacy import PrivacyLedger
+from .privacy import PrivacyLedger, resumed_clip
 from .rounds import play_round
 from .tracking import open_tracker
 
@@ -265,8 +265,7 @@ def _secure(grid: Grid, cfg: RunConfig, dp: CentralDP | None, rounds) -> SecureR
     """Secure aggregation's stages, clipping as DP does (without DP: no noise; an
     adaptive clip resumes where ``dp_clip`` left it, as under DP)."""
     p = cfg.privacy
-    clip = next((row.dp_clip for row in reversed(rounds) if row.dp_clip), p.dp_clip)
-    dp = dp or CentralDP(clip, 0.0, adaptive=p.dp_adaptive_clip)
+    dp = dp or CentralDP(resumed_clip(rounds, p.dp_clip), 0.0, adaptive=p.dp_adaptive_clip)
     timeout = cfg.rounds.round_timeout_s
     return SecureRounds(
         lambda messages: exchange(grid, messages, timeout=timeout),

@@ -28,7 +28,7 @@ class PrivacyLedger:
         self.stopped = False  # by the budget, before the configured rounds were done
         count_noise = self.expected / 20  # Andrew et al.'s choice
         update = update_noise(self.noise, count_noise) if p.dp_adaptive_clip else self.noise
-        clip = next((row.dp_clip for row in reversed(rounds) if row.dp_clip), p.dp_clip)
+        clip = resumed_clip(rounds, p.dp_clip)
         seed = cfg.seed if p.dp_reproducible else None
         self.mechanism = CentralDP(clip, update, seed, p.dp_adaptive_clip, count_noise)
 
@@ -57,3 +57,9 @@ class PrivacyLedger:
                 "accountant": self.kind, "rounds": len(self.samplings),
                 "noise_reproducible": self.mechanism.seed is not None,
                 "stopped_by_budget": self.stopped}  # fmt: skip
+
+
+def resumed_clip(rounds: list[RoundRow], start: float) -> float:
+    """The clip the next round uses: the last one recorded (an adaptive clip resumes
+    where it stopped), else ``start``."""
+    return next((row.dp_clip for row in reversed(rounds) if row.dp_clip), start)

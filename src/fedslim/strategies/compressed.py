@@ -283,9 +283,9 @@ class Compressed(Strategy):
         res = protocol.train_res_from(msg.content)
         if len(res.blob) > self._blob_limit(part):
             raise ValueError(f"update blob of {len(res.blob)} bytes exceeds the adapter's bound")
-        # clients send the leading (trainable) part of their view; residuals only go down
         if self.secure is not None:  # masked codes: checked for length, summed later
             return res, self.secure.masked(res.blob)
+        # clients send the leading (trainable) part of their view; residuals only go down
         rank = self.views.of(part)
         start = self.sent[rank][: self.up_sizes[rank]]
         local = reconstruct(res.blob, start, spec=self.uplink_of(part))

@@ -113,7 +113,7 @@ def train_part(content: RecordDict) -> tuple[Encoding, dict[int, bytes]] | None:
     cfg = content[_REC]
     enc = Encoding(
         size=_typed(cfg, _SIZE, int),
-        clip=float(_typed(cfg, _CLIP, float)),
+        clip=_typed(cfg, _CLIP, float),
         bits=_typed(cfg, _BITS, int),
         clients=_typed(cfg, _CLIENTS, int),
         seed=_typed(cfg, _SEED, int),
