@@ -58,6 +58,7 @@ LINK_BOUND_RECIPES = {
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
     "vera, q4|zstd:3": {  # VeRA learns at a higher rate (README, Compression)
         "adapter-method": "vera",
         "lr": 2e-2,

@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 import zstandard
 
+from fedslim.adapter import Adapter
 from fedslim.compression import WireFormatError, decode, encode, wire
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -78,7 +79,7 @@ def server_path(n: int) -> None:
     for name, blob in (("honest", honest), (f"+{PAD_MB} MiB", honest + bytes(PAD_MB << 20))):
         strategy = Compressed(inner, uplink="none", downlink="none", views=views,
                               partitions={1: 0}, seed=0)  # fmt: skip
-        (msg,) = strategy.configure(1, {"w": np.zeros(n, np.float32)}, grid=_OneNode())
+        (msg,) = strategy.configure(1, Adapter.of({"w": np.zeros(n, np.float32)}), grid=_OneNode())
         held = protocol.train_ins_from(msg.content).base
         res = protocol.TrainRes(blob, held, 10, 0.1, 0.1, 1)
         reply = Message(protocol.train_res_content(res), reply_to=msg)

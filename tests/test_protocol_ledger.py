@@ -74,7 +74,8 @@ def test_rows_round_trip_through_csv_and_round_totals_add_up(tmp_path):
         ),
         ClientRow(round=1, client=2, status="no reply", train_loss=0.0, downlink_bytes=30),
     ]
-    row = RoundRow.of(1, {"accuracy": 0.5, "loss": 1.0}, clients, wall_s=3.0)
+    row = RoundRow.of(1, clients, wall_s=3.0)
+    row.accuracy, row.loss = 0.5, 1.0
     assert (row.uplink_bytes, row.downlink_bytes, row.clients, row.dropped) == (150, 30, 1, 2)
     assert row.train_s == 2.0  # the slowest aggregated client, not a dropped one
     ledger.write_csv(tmp_path / "clients.csv", clients, ClientRow)

@@ -6,10 +6,11 @@ from flwr.app import ConfigRecord, Message
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim import protocol
+from fedslim.adapter import Adapter
+from fedslim.adapter import arrays_record as arrays_to_record
+from fedslim.adapter import record_arrays as record_to_arrays
 from fedslim.compression import ErrorFeedback, build, encode
 from fedslim.config import RunConfig
-from fedslim.protocol import arrays_record as arrays_to_record
-from fedslim.protocol import record_arrays as record_to_arrays
 from fedslim.strategies.catalog import STRATEGIES, make
 from fedslim.strategies.compressed import Compressed
 from fedslim.strategies.ranks import RankMap
@@ -346,7 +347,7 @@ def test_a_client_that_lost_sync_is_reset_to_the_initial_adapter():
     _round(strategy, {101: np.ones(N, np.float32), 202: np.ones(N, np.float32)})
     assert 0 in strategy.held and 1 in strategy.held  # the server tracks both new copies
     glob = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(5, np.float32)}
-    msgs = {m.metadata.dst_node_id: m for m in strategy.configure(2, glob, Grid(PARTS))}
+    msgs = {m.metadata.dst_node_id: m for m in strategy.configure(2, Adapter.of(glob), Grid(PARTS))}
     resync = Message(protocol.resync_content("my copy differs"), reply_to=msgs[101])
     # an error whose text names the marker is only an error: no client text resets a copy
     spoof = Message(Error(code=0, reason=f"RuntimeError: {RESYNC}: spoofed"), reply_to=msgs[202])

@@ -6,6 +6,7 @@ from flwr.app import ConfigRecord
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedslim import protocol
+from fedslim.adapter import arrays_record
 from fedslim.compression import ErrorFeedback, build, decode
 from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
@@ -95,7 +96,7 @@ def _round(updates, *, cheat=()):
     plan = UplinkPlan(cfg.codecs.policy, clock=clock)
     strategy = fedavg(PARTS, LAYOUT, cfg=cfg, uplink=cfg.codecs.uplink, clock=clock, uplinks=plan)
     glob = {"a": np.zeros((40, 30), np.float32), "b": np.zeros(50, np.float32)}
-    msgs = strategy.configure_train(1, protocol.arrays_record(glob), ConfigRecord(), Grid(PARTS))
+    msgs = strategy.configure_train(1, arrays_record(glob), ConfigRecord(), Grid(PARTS))
     replies, blobs = [], {}
     for msg in msgs:
         node = msg.metadata.dst_node_id

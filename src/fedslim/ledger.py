@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,8 +63,8 @@ class RoundRow:
     """The global adapter after a round, and the round's totals."""
 
     round: int
-    accuracy: float
-    loss: float
+    accuracy: float = math.nan  # of the global adapter after the round, held out
+    loss: float = math.nan
     uplink_bytes: int = 0
     downlink_bytes: int = 0
     uplink_payload_bytes: int = 0
@@ -85,7 +86,6 @@ class RoundRow:
     def of(
         cls,
         rnd: int,
-        metrics: dict[str, float],
         rows: list[ClientRow],
         wall_s: float,
         *,
@@ -93,13 +93,11 @@ class RoundRow:
         sim_elapsed_s: float = 0.0,
         server_usd: float = 0.0,
     ) -> RoundRow:
-        """Totals of a round's client rows, with the global adapter's held-out metrics."""
+        """Totals of a round's client rows (the evaluation fills in accuracy and loss)."""
         ok = [r for r in rows if r.ok]
         sums = totals(rows, *BYTES, "energy_j", "cost_usd")
         return cls(
             round=rnd,
-            accuracy=metrics["accuracy"],
-            loss=metrics["loss"],
             **{k: int(sums[k]) for k in BYTES},
             clients=len(ok),
             dropped=len(rows) - len(ok),

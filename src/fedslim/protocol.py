@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from .adapter import arrays_record, record_arrays
 
 _MAIN = "config"  # the one record of a train message or reply
 _ROUND, _DOWN, _MODE, _BASE = "server-round", "down", "down-mode", "base"
@@ -267,22 +269,14 @@ def save_state(state: RecordDict, node: NodeState) -> None:
 
 
 # ---- the inner Flower strategy's view ------------------------------------------------------
-def arrays_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
-
-
-def record_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
-    return {k: a.numpy() for k, a in record.items()}
-
-
-def aggregation_content(arrays: dict[str, np.ndarray], res: TrainRes) -> RecordDict:
+def aggregation_content(record: ArrayRecord, res: TrainRes) -> RecordDict:
     """A decoded reply as Flower's FedAvg family expects it: one ArrayRecord, one
     MetricRecord with ``num-examples`` (its weight)."""
     metrics = MetricRecord(
         {_EXAMPLES: res.num_examples, _LOSS: res.train_loss, _SECONDS: res.train_s}
         | {_FLOPS: res.flops}
     )
-    return RecordDict({_ARRAYS: arrays_record(arrays), _METRICS: metrics})
+    return RecordDict({_ARRAYS: record, _METRICS: metrics})
 
 
 def aggregation_parts(content: RecordDict) -> tuple[dict[str, np.ndarray], float]:

@@ -7,6 +7,7 @@ import pytest
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedslim.adapter import Adapter
 from fedslim.client import secagg
 from fedslim.flower_internals.messages import wire_bytes
 from fedslim.privacy.dpfedavg import CentralDP
@@ -55,7 +56,7 @@ def _secure_round(updates, dp, silent=(), drop=()):
     contexts = _contexts()
     strategy = _strategy(_send(contexts, silent), dp)
     glob = {"w": np.zeros(N, np.float32)}
-    messages = strategy.configure(1, glob, Grid(PARTS))
+    messages = strategy.configure(1, Adapter.of(glob), Grid(PARTS))
     messages = strategy.secure.prepare(1, messages, PARTS, N)
     replies = []
     for msg in messages:
@@ -76,7 +77,7 @@ def test_a_secure_round_moves_the_global_by_the_mean_of_the_clipped_updates():
     strategy, new, rows = _secure_round(updates, dp, silent=(), drop=(404,))
     clipped = [u * min(1.0, 0.5 / np.linalg.norm(u)) for n, u in updates.items() if n != 404]
     want = np.mean(clipped, axis=0)
-    assert np.linalg.norm(new["w"] - want) < 0.05 * np.linalg.norm(want)
+    assert np.linalg.norm(new.arrays()["w"] - want) < 0.05 * np.linalg.norm(want)
     by = {r.client: r for r in rows}
     assert "no reply" in by[3].status and all(by[p].ok for p in (0, 1, 2, 4))
     # every byte: the train message and reply, plus the key, share and unmask exchanges
@@ -98,7 +99,7 @@ def test_a_client_silent_during_the_key_exchange_is_left_out_with_its_reason():
     by = {r.client: r for r in rows}
     assert "secure aggregation: no keys reply" in by[1].status
     want = np.mean([u for n, u in updates.items() if n != 202], axis=0)
-    assert np.linalg.norm(new["w"] - want) < 0.05 * np.linalg.norm(want)
+    assert np.linalg.norm(new.arrays()["w"] - want) < 0.05 * np.linalg.norm(want)
 
 
 def test_a_round_with_too_few_clients_left_is_skipped_with_the_reason():

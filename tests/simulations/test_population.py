@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedslim.adapter import Adapter
 from fedslim.compression import encode
 from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
@@ -74,7 +75,7 @@ def _clock(flops_per_s=(1e9,) * N, **kw) -> SimClock:
 def _round(clock: SimClock, fraction: float = 1.0, flops: int = 10**9):
     parts = {100 + p: p for p in range(N)}
     strategy = fedavg(parts, (("w", (4,)),), fraction=fraction, clock=clock)
-    msgs = strategy.configure(1, {"w": np.zeros(4, np.float32)}, Grid(parts))
+    msgs = strategy.configure(1, Adapter.of({"w": np.zeros(4, np.float32)}), Grid(parts))
     replies = []
     for msg in msgs:
         part = parts[msg.metadata.dst_node_id]
@@ -88,7 +89,7 @@ def test_a_reply_past_the_deadline_is_dropped_but_its_energy_counts():
     new, rows = _round(clock)
     late = next(r for r in rows if r.client == 5)
     assert late.status.startswith("deadline") and late.energy_j > 0 and late.sim_compute_s == 10
-    assert np.allclose(new["w"], np.mean([0, 1, 2, 3, 4]))  # the five on time
+    assert np.allclose(new.arrays()["w"], np.mean([0, 1, 2, 3, 4]))  # the five on time
     assert clock.totals(rows)["sim_round_s"] == 5.0  # the server waited for the deadline
 
 
@@ -98,7 +99,7 @@ def test_over_selection_aggregates_the_first_to_finish():
     assert len(rows) == 6  # 3 wanted, 6 sampled
     assert sorted(r.client for r in rows if r.ok) == [3, 4, 5]
     assert all("over-selected" in r.status for r in rows if r.client < 3)
-    assert np.allclose(new["w"], 4.0)
+    assert np.allclose(new.arrays()["w"], 4.0)
 
 
 def test_availability_and_memory_decide_who_trains_seeded():

@@ -18,6 +18,7 @@ from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from ..adapter import Adapter
 from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
@@ -33,7 +34,7 @@ from ..task.adapters import get_adapter
 from ..task.models import build_tokenizer
 from ..task.residual import load_global, lora_modules
 from ..task.train import evaluate, round_flops
-from ..vectors import flatten, layout, num_parameters
+from ..vectors import flatten, layout
 from . import checkpoint, results
 from .discovery import admit, discover
 from .exchange import exchange
@@ -104,8 +105,10 @@ def run_server(
 
 
 class _Run:
-    """One run on the server: setup, then a round at a time, each evaluated, written and
-    checkpointed before the next."""
+    """One run on the server: setup, then a round at a time. The loop plays rounds; what
+    follows a round (evaluation, the privacy ledger, tables and checkpoint, the tracker,
+    the reporter, the target) is a list of callbacks on its row, so round 0 and every
+    later round pass through the same ones."""
 
     def __init__(self, grid: Grid, cfg: RunConfig, report: Reporter, clock) -> None:
         self.grid, self.cfg, self.report = grid, cfg, report
@@ -115,9 +118,11 @@ class _Run:
         self.model = run_model(cfg, self.task)
         self.tok = build_tokenizer(cfg.adapter.model)
         self.initial = initial_global(cfg, self.model)
-        self.arrays, self.history, self.start, server_state = self.initial, History(), 0, {}
+        self.adapter, self.history, self.start, server_state = (
+            Adapter.of(self.initial), History(), 0, {}
+        )  # fmt: skip
         if cfg.resume:
-            self.arrays, self.history, self.start, server_state = _resume(
+            self.adapter, self.history, self.start, server_state = _resume(
                 self.out, cfg, self.initial
             )
         t0 = time.monotonic()
@@ -133,15 +138,16 @@ class _Run:
             check_clients(clients, cfg.rounds.fraction_train, cfg.rounds.min_train_clients)
             self.strategy.secure = _secure(grid, cfg, self.strategy.dp, self.history.rounds)
         self.startup_s = time.monotonic() - t0
-        self.eval_s = 0.0
         self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
-
-    def evaluate(self) -> dict[str, float]:
-        t0 = time.monotonic()
-        load_global(self.model, self.arrays)
-        metrics = evaluate(self.model, self.task, self.tok, max_length=self.cfg.task.max_length)
-        self.eval_s = time.monotonic() - t0
-        return metrics
+        # each returns why the run stops after this round, or None
+        self.callbacks: list[Callable[[RoundRow, list[ClientRow]], str | None]] = [
+            self._evaluate,
+            *([self._account] if self.privacy else []),
+            self._persist,
+            *([self._track] if self.tracker else []),
+            self._report,
+            self._target,
+        ]
 
     def play(self) -> dict:
         try:
@@ -153,59 +159,86 @@ class _Run:
     def _play(self) -> dict:
         cfg = self.cfg
         self.report("start", self._start_info())
-        if self.start == 0:
-            row = RoundRow.of(0, self.evaluate(), [], 0.0)
-            if self.privacy:
-                self.privacy.record(row)  # epsilon 0: nothing released yet
-            self._record(row, [])
+        stop = self._close(RoundRow.of(0, [], 0.0), []) if self.start == 0 else None
         for rnd in range(self.start + 1, cfg.rounds.num_server_rounds + 1):
-            over = self.privacy.exceeded_by_next() if self.privacy else None
-            if over is not None:
-                log(INFO, "stopped before round %d: epsilon would reach %.3f, over the "
-                    "budget dp-epsilon=%g", rnd, over, cfg.privacy.dp_epsilon)  # fmt: skip
-                self.privacy.stopped = True
+            stop = stop or self._over_budget(rnd)
+            if stop:
                 break
-            row = self._round(rnd)
-            target = cfg.rounds.target_accuracy if cfg.rounds.stop_at_target else 0.0
-            if target and row.accuracy >= target:
-                log(INFO, "target accuracy %.4f reached in round %d", row.accuracy, rnd)
-                break
-        extra = {"adapter_params": num_parameters(self.arrays), "nodes": len(self.nodes.partitions)}
+            new, rows, seconds = self._round(rnd)
+            if new is not None:
+                self.adapter = new
+            totals = self.strategy.clock.totals(rows)
+            elapsed = self.history.rounds[-1].sim_elapsed_s + totals.get("sim_round_s", 0.0)
+            row = RoundRow.of(rnd, rows, seconds, sim_elapsed_s=elapsed, **totals)
+            row.sampled = len(self.strategy.asked)
+            if self.strategy.secure is not None:  # the next round's clip (adaptive: resumed)
+                row.dp_clip = self.strategy.secure.dp.clip
+            stop = self._close(row, rows)
+        if stop:
+            log(INFO, "%s", stop)
+        extra = {"adapter_params": self.adapter.size, "nodes": len(self.nodes.partitions)}
         if self.privacy:
             extra["privacy"] = self.privacy.summary()
         summary = results.write_summary(self.out, self.history.rounds, cfg.record(), extra)
         self.report("end", summary)
         return summary
 
-    def _round(self, rnd: int) -> RoundRow:
+    def _round(self, rnd: int) -> tuple[Adapter | None, list[ClientRow], float]:
         admit(self.grid, self.cfg, self.nodes, self.strategy.views.all_ranks())
         timeout = self.cfg.rounds.round_timeout_s
-        new, rows, seconds = play_round(self.strategy, self.grid, rnd, self.arrays, timeout)
+        new, rows, seconds = play_round(self.strategy, self.grid, rnd, self.adapter, timeout)
         if new is None:
             dropped = sum(not r.ok for r in rows)
             log(WARNING, "round %d skipped: no valid reply (%d dropped)", rnd, dropped)
-        else:
-            self.arrays = new
-        totals = self.strategy.clock.totals(rows)
-        elapsed = self.history.rounds[-1].sim_elapsed_s + totals.get("sim_round_s", 0.0)
-        row = RoundRow.of(rnd, self.evaluate(), rows, seconds, sim_elapsed_s=elapsed, **totals)
-        row.sampled = len(self.strategy.asked)
-        if self.strategy.secure is not None:  # the next round's clip (adaptive: resumed)
-            row.dp_clip = self.strategy.secure.dp.clip
-        if self.privacy:
-            self.privacy.record(row)
-        self._record(row, rows)
-        return row
+        return new, rows, seconds
 
-    def _record(self, row: RoundRow, rows: list[ClientRow]) -> None:
-        row.eval_s = self.eval_s
+    def _close(self, row: RoundRow, rows: list[ClientRow]) -> str | None:
+        """Every callback on the round's row, in order; the first reason to stop."""
         self.history.rounds.append(row)
         self.history.clients.extend(rows)
-        state = export_state(self.strategy.inner) if row.round else {}
-        _persist(self.out, row.round, self.arrays, self.cfg, self.history, state)
-        if self.tracker:
-            self.tracker.log(row, rows)
+        reasons = [callback(row, rows) for callback in self.callbacks]
+        return next((r for r in reasons if r), None)
+
+    def _over_budget(self, rnd: int) -> str | None:
+        over = self.privacy.exceeded_by_next() if self.privacy else None
+        if over is None:
+            return None
+        self.privacy.stopped = True
+        return (
+            f"stopped before round {rnd}: epsilon would reach {over:.3f}, over the budget "
+            f"dp-epsilon={self.cfg.privacy.dp_epsilon:g}"
+        )
+
+    # ---- the callbacks ------------------------------------------------------------------
+    def _evaluate(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        t0 = time.monotonic()
+        load_global(self.model, self.adapter.arrays())
+        metrics = evaluate(self.model, self.task, self.tok, max_length=self.cfg.task.max_length)
+        row.accuracy, row.loss = metrics["accuracy"], metrics["loss"]
+        row.eval_s = time.monotonic() - t0
+
+    def _account(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        self.privacy.record(row)  # round 0: epsilon 0, nothing released yet
+
+    def _persist(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        results.write_tables(self.out, self.history.rounds, self.history.clients)
+        server = export_state(self.strategy.inner) if row.round else {}
+        ckpt = checkpoint.Checkpoint(
+            row.round, self.adapter.arrays(), self.cfg.record(), self.history.to_json(), server
+        )
+        checkpoint.save(self.out / "checkpoint", ckpt)
+
+    def _track(self, row: RoundRow, rows: list[ClientRow]) -> None:
+        self.tracker.log(row, rows)
+
+    def _report(self, row: RoundRow, rows: list[ClientRow]) -> None:
         self.report("round", row)
+
+    def _target(self, row: RoundRow, rows: list[ClientRow]) -> str | None:
+        target = self.cfg.rounds.target_accuracy if self.cfg.rounds.stop_at_target else 0.0
+        if row.round and target and row.accuracy >= target:
+            return f"target accuracy {row.accuracy:.4f} reached in round {row.round}"
+        return None
 
     def _start_info(self) -> dict:
         return {
@@ -213,19 +246,20 @@ class _Run:
             "nodes": len(self.nodes.partitions),
             "start_round": self.start,
             "num_rounds": self.cfg.rounds.num_server_rounds,
-            "adapter_params": num_parameters(self.arrays),
+            "adapter_params": self.adapter.size,
             "startup_s": self.startup_s,
         }
 
 
-def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[dict, History, int, dict]:
+def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[Adapter, History, int, dict]:
     """(adapter, history, round, server state) of the checkpoint in ``out``."""
     ckpt = checkpoint.load(out / "checkpoint")
     _check_resumable(ckpt.config, cfg)
     if layout(ckpt.adapter) != layout(initial):
         raise ValueError("--resume: checkpointed adapter does not fit this model")
     log(INFO, "resuming from round %d in %s", ckpt.round, out)
-    return ckpt.adapter, History.from_json(ckpt.history), ckpt.round, ckpt.server
+    history = History.from_json(ckpt.history)
+    return Adapter.of(ckpt.adapter), history, ckpt.round, ckpt.server
 
 
 def _strategy(
@@ -309,12 +343,6 @@ def _views(cfg: RunConfig, model, initial: dict, task, ranks: dict[int, int]) ->
         ranks=ranks,
         initials=initials,
     )
-
-
-def _persist(out: Path, rnd: int, arrays, cfg: RunConfig, history: History, server: dict) -> None:
-    results.write_tables(out, history.rounds, history.clients)
-    ckpt = checkpoint.Checkpoint(rnd, arrays, cfg.record(), history.to_json(), server)
-    checkpoint.save(out / "checkpoint", ckpt)
 
 
 # Keys that may change when resuming; any other change would make the result a

@@ -29,12 +29,13 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from .. import protocol, seeds
+from ..adapter import Adapter
 from ..compression.wire import max_blob_bytes
 from ..flower_internals.messages import wire_bytes
 from ..ledger import ClientRow
 from ..privacy.dpfedavg import CentralDP
 from ..transport import RESYNC, make_downlink, reconstruct
-from ..vectors import digest, flatten, size_of
+from ..vectors import digest, size_of
 from . import private
 from .clock import Clock, Unmetered
 from .ranks import RankMap
@@ -96,14 +97,11 @@ class Compressed(Strategy):
         return self.held.get(partition, self.views.initials[self.views.of(partition)])
 
     # ---- downlink -----------------------------------------------------------------
-    def configure(self, server_round: int, arrays: dict[str, np.ndarray], grid: Grid):
+    def configure(self, server_round: int, adapter: Adapter, grid: Grid):
         """One instruction per node the inner strategy samples."""
         self.pending, self.asked = {}, {}
-        target = flatten(arrays)
-        self.sent = {r: self.views.project(target, r) for r in self.views.all_ranks()}
-        envelopes = self.inner.configure_train(
-            server_round, protocol.arrays_record(arrays), ConfigRecord(), grid
-        )
+        self.sent = {r: self.views.project(adapter.vec, r) for r in self.views.all_ranks()}
+        envelopes = self.inner.configure_train(server_round, adapter.record(), ConfigRecord(), grid)
         cache: dict[tuple[int, str], object] = {}
         out = []
         self.refused = []  # sampled clients that cannot train on their device
@@ -148,7 +146,7 @@ class Compressed(Strategy):
     # ---- uplink -------------------------------------------------------------------
     def aggregate(
         self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[dict[str, np.ndarray] | None, list[ClientRow]]:
+    ) -> tuple[Adapter | None, list[ClientRow]]:
         """The new global adapter (None: the round is skipped) and one row per client."""
         accepted, rows, seen = [], [], set()
         for msg in replies:
@@ -192,9 +190,7 @@ class Compressed(Strategy):
         ok_rows = [r for r in rows if r.ok]
         return self._merge(server_round, accepted, ok_rows), rows
 
-    def _merge(
-        self, server_round: int, accepted: list, rows: list[ClientRow]
-    ) -> dict[str, np.ndarray] | None:
+    def _merge(self, server_round: int, accepted: list, rows: list[ClientRow]) -> Adapter | None:
         if self.secure is not None or self.dp is not None:
             try:  # one (noised) mean of the clipped updates stands in for every reply
                 accepted = [self._stand_in(server_round, accepted, rows)]
@@ -204,16 +200,20 @@ class Compressed(Strategy):
             (self.views.of(p), local, float(res.num_examples)) for _, p, res, local, _ in accepted
         ]
         merged = self.views.merge(self.sent[self.views.rank], weighted)
+        up = self.views.up_layout
         inner_replies = [
-            Message(protocol.aggregation_content(arrays, res), reply_to=self.asked[node][0])
-            for (node, _, res, _, _), arrays in zip(accepted, merged, strict=True)
+            Message(
+                protocol.aggregation_content(Adapter(up, vec).record(), res),
+                reply_to=self.asked[node][0],
+            )
+            for (node, _, res, _, _), vec in zip(accepted, merged, strict=True)
         ]
         saved = snapshot(self.inner)
         record, _ = self.inner.aggregate_train(server_round, inner_replies)
         if record is None:
             return None
-        new = protocol.record_arrays(record)
-        reason = self._refusal(flatten(new))
+        new = Adapter.from_record(record)
+        reason = self._refusal(new.vec)
         if reason:  # undo what the inner strategy learnt from this round, keep the global
             restore(self.inner, saved)
             return self._skip(server_round, reason, rows)
@@ -317,13 +317,13 @@ class Compressed(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.configure(server_round, protocol.record_arrays(arrays), grid)
+        return self.configure(server_round, Adapter.from_record(arrays), grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, self.rows = self.aggregate(server_round, replies)
-        return (None if arrays is None else protocol.arrays_record(arrays)), None
+        new, self.rows = self.aggregate(server_round, replies)
+        return (None if new is None else new.record()), None
 
     def configure_evaluate(self, server_round, arrays, config, grid):
         return self.inner.configure_evaluate(server_round, arrays, config, grid)

@@ -17,7 +17,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from ..protocol import aggregation_parts, arrays_record, record_arrays
+from ..adapter import arrays_record, record_arrays
+from ..protocol import aggregation_parts
 from .fedavg import AdapterFedAvg
 from .spec import ONE_A, StrategySpec
 
@@ -45,7 +46,7 @@ class ExactLoRA(AdapterFedAvg):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self.current = record_arrays(arrays)
+        self.current = arrays  # the round's global: its residuals are the base of the fix
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(
@@ -59,7 +60,7 @@ class ExactLoRA(AdapterFedAvg):
         clients, weights = zip(*(aggregation_parts(m.content) for m in replies), strict=True)
         weights = np.array(weights, float)
         fix = exact_residuals(list(clients), weights / weights.sum(), averaged, self.modules)
-        residuals = {k: self.current[k] + v for k, v in fix.items()}
+        residuals = {k: self.current[k].numpy() + v for k, v in fix.items()}
         return arrays_record({**averaged, **residuals}), metrics
 
 

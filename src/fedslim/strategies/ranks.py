@@ -15,13 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..task.lora_names import rank_axis
-from ..vectors import flatten, unflatten
-
-
-def _take(arr: np.ndarray, axis: int | None, r: int) -> np.ndarray:
-    if axis is None:
-        return arr
-    return arr[:r] if axis == 0 else arr[:, :r]
+from ..vectors import size_of
 
 
 def parse_ranks(spec: str, rank: int) -> list[int]:
@@ -40,6 +34,9 @@ def parse_ranks(spec: str, rank: int) -> list[int]:
 
 
 class RankMap:
+    """Rank views as index arrays into the global vector, computed once per rank, so a
+    round projects and pads vectors without going back to named arrays."""
+
     def __init__(
         self,
         *,
@@ -52,6 +49,9 @@ class RankMap:
         self.layout, self.up_keys, self.rank = layout, up_keys, rank
         self.ranks = ranks  # partition -> its rank (missing: the global rank)
         self.initials = initials  # rank -> a node's seeded initial vector at that rank
+        self.up_layout = self.client_layout(rank, up=True)
+        # rank -> (global index of each value of that view, its rank slice or -1)
+        self.index = {r: _view_index(layout, r) for r in self.all_ranks()}
 
     def of(self, partition: int) -> int:
         return self.ranks.get(partition, self.rank)
@@ -73,35 +73,45 @@ class RankMap:
     def project(self, global_vec: np.ndarray, r: int) -> np.ndarray:
         if r == self.rank:
             return global_vec
-        arrays = unflatten(global_vec, self.layout)
-        return flatten({k: _take(v, rank_axis(k), r) for k, v in arrays.items()})
+        return global_vec[self.index[r][0]]
 
     def merge(
         self, global_vec: np.ndarray, replies: list[tuple[int, np.ndarray, float]]
-    ) -> list[dict[str, np.ndarray]]:
-        """Client up-vectors (rank r_c) -> rank-r up-arrays with rank-aware weights."""
-        current = unflatten(global_vec, self.layout)
+    ) -> list[np.ndarray]:
+        """Client up-vectors (rank r_c) -> rank-r up-vectors with rank-aware weights."""
+        if all(r == self.rank for r, _, _ in replies):
+            return [vec for _, vec, _ in replies]  # every reply whole: a plain mean
         total = sum(w for _, _, w in replies)
         # weight of the clients that hold each rank slice j
         held = np.array([sum(w for r, _, w in replies if r > j) for j in range(self.rank)])
         boost = np.where(held > 0, total / np.maximum(held, 1e-12), 0.0)
-        uniform = all(r == self.rank for r, _, _ in replies)
+        current = global_vec[: size_of(self.up_layout)]
         out = []
         for r, vec, _ in replies:
-            local = unflatten(vec, self.client_layout(r, up=True))
-            padded = {}
-            for key, arr in local.items():
-                axis = rank_axis(key)
-                if axis is None or uniform:
-                    padded[key] = arr  # every reply has this tensor whole: plain mean
-                    continue
-                full = current[key].copy()
-                delta = arr - _take(current[key], axis, r)
-                scale = boost[:r].reshape((-1, 1) if axis == 0 else (1, -1))
-                if axis == 0:
-                    full[:r] += delta * scale
-                else:
-                    full[:, :r] += delta * scale
-                padded[key] = full.astype(np.float32)
-            out.append(padded)
+            index, slot = (a[: vec.size] for a in self.index[r])  # the up-part leads a view
+            full, plain = current.copy(), slot < 0
+            full[index[plain]] = vec[plain]  # a tensor without a rank axis: taken whole
+            ranked = index[~plain]
+            full[ranked] += (vec[~plain] - current[ranked]) * boost[slot[~plain]]
+            out.append(full)
         return out
+
+
+def _view_index(layout: tuple, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """(global positions, rank slice) of the values of the rank-``r`` view, in its order:
+    the first ``r`` rows of every A, the first ``r`` columns of every B, the rest whole."""
+    index, slots, at = [], [], 0
+    for key, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        pos = np.arange(at, at + size).reshape(shape)
+        at += size
+        axis = rank_axis(key)
+        if axis is None:
+            index.append(pos.ravel())
+            slots.append(np.full(size, -1))
+            continue
+        view = pos[:r] if axis == 0 else pos[:, :r]
+        slot = np.indices(view.shape)[axis]
+        index.append(view.ravel())
+        slots.append(slot.ravel())
+    return np.concatenate(index).astype(np.int64), np.concatenate(slots).astype(np.int64)
