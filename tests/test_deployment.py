@@ -362,12 +362,15 @@ def test_a_run_stopped_mid_pull_leaves_no_task_for_the_executor(monkeypatch):
     assert "the run stopped" in tasks[0].status.details
 
 
-@pytest.mark.parametrize("read", [True, False], ids=["message-read", "message-unread"])
+@pytest.mark.parametrize(
+    "read", [True, False, "half-uploaded"], ids=["message-read", "message-unread", "mid-upload"]
+)
 def test_a_dead_executors_running_task_gets_flowers_crash_reply_at_once(monkeypatch, read):
     """The SuperNode's own state (through the recorded factory): a running task whose
     executor died is expired at once and its message answered with Flower's crash reply,
-    read or not (stock Flower answers only read ones, after 60 s: the SuperNode, waiting
-    for that reply, would wait forever)."""
+    read or not, or read and its reply half uploaded (stock Flower answers only read ones
+    without a reply, after 60 s: the SuperNode, waiting for that reply, would wait
+    forever)."""
     import importlib
 
     from flwr.app import ConfigRecord, Message, RecordDict
@@ -393,11 +396,42 @@ def test_a_dead_executors_running_task_gets_flowers_crash_reply_at_once(monkeypa
     state.activate_task(task)  # PullTaskInput: running
     if read:
         assert state.get_messages_legacy(run_ids=[7], is_reply=False, limit=1)
+    if read == "half-uploaded":
+        partial = _push_half_a_reply(state, msg)
     assert patches.expire_claimed_tasks() == 1
     [done] = state.get_tasks(task_ids=[task])
     assert (done.status.status, done.status.sub_status) == ("finished", "failed")
     [reply] = state.get_messages_legacy(is_reply=True)
     assert reply.metadata.reply_to_message_id == msg.metadata.message_id and reply.has_error()
+    if read == "half-uploaded":  # gone, with its session: the crash reply stands alone
+        assert partial not in state.msg_store and not state._object_push_sessions
+
+
+def _push_half_a_reply(state, msg) -> str:
+    """What an executor killed mid-upload leaves: its reply and one of its objects pushed,
+    the rest never (``run_clientapp.push_message`` up to its first PushObject)."""
+    import numpy as np
+    from flwr.app import ArrayRecord, Message, RecordDict
+    from flwr.app.message import remove_content_from_message
+    from flwr.supercore.inflatable.inflatable_object import (
+        get_all_nested_objects,
+        get_object_tree,
+    )
+
+    arrays = ArrayRecord([np.ones(8, np.float32), np.zeros(8, np.float32)])
+    reply = Message(RecordDict({"arrays": arrays}), reply_to=msg)
+    reply.metadata.__dict__["_message_id"] = reply.object_id
+    session = state.start_session(7)
+    stored, missing = state.store_message_and_object_tree(
+        remove_content_from_message(reply), get_object_tree(reply), session
+    )
+    assert stored and len(missing) > 2
+    objects = get_all_nested_objects(reply)
+    first = next(o for o in missing if o != reply.object_id)
+    assert state.store_object(7, session, first, objects[first].deflate())
+    assert state.get_messages_legacy(is_reply=True) == []  # incomplete: held back
+    assert reply.object_id in state.msg_store
+    return reply.object_id
 
 
 def test_node_auth_admits_registered_keys_and_refuses_a_stranger(tmp_path):

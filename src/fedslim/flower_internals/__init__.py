@@ -41,7 +41,10 @@ removed here:
    the next; when the executor dies mid-task (the OOM killer) Flower fails the task only
    after two missed 30 s heartbeats, and in one measured case not within 3 minutes.
    The SuperNode's supervisor restarts the executor and ``expire_claimed_tasks`` expires
-   its tasks at once, so Flower's own crash reply goes out within a second.
+   its tasks at once, so Flower's own crash reply goes out within a second. An executor
+   that dies while it uploads its reply leaves a half reply the SuperNode would forward
+   and then wait on forever: a reply goes on only once its upload is complete, and the
+   expiry deletes half ones with their push sessions, so the crash reply goes instead.
 
 ``python -m fedslim.flower_internals supernode [--idle-poll S] <flower-supernode
 args>`` does all five: patches, starts the executor as its child and runs the SuperNode

@@ -73,11 +73,14 @@ def _probe_claimed() -> None:
 
     state = NodeStateFactory(ObjectStoreFactory()).state()
     used = ("lock_task_store", "task_token_store", "get_tasks", "lock_msg_store", "msg_store",
-            "_on_task_tokens_expired")  # fmt: skip
+            "_on_task_tokens_expired", "_lock_object_push_sessions", "_object_push_sessions",
+            "_cleanup_push_session")  # fmt: skip
     if not all(hasattr(state, a) for a in used):
         raise RuntimeError("NodeState no longer keeps tasks as expected")
     if "is_retrieved" not in inspect.getsource(type(state)._store_error_replies):
         raise RuntimeError("crash replies no longer depend on is_retrieved")
+    if "pending_object_ids" not in inspect.getsource(type(state).store_object):
+        raise RuntimeError("push sessions no longer track pending objects")
 
 
 USES = (

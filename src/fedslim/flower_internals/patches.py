@@ -108,14 +108,57 @@ def record_node_state() -> None:
 def _answering_state_class():
     """Flower's in-memory NodeState, except that an expired running task's message gets
     Flower's crash reply even if it was never read (the executor died or gave up between
-    PullTaskInput and PullMessages): Flower answers only read ones, and the SuperNode,
-    handling one message at a time, would wait for that reply forever."""
+    PullTaskInput and PullMessages), or if the executor died while it uploaded its reply.
+    Flower answers only read messages without a reply, and a half-uploaded reply counts
+    as one, though it will never be complete; the SuperNode, handling one message at a
+    time, would wait for either forever."""
     from flwr.supercore.constant import TaskType
     from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
 
     class Answering(InMemoryNodeState):
+        def _end_open_uploads(self, runs: set[int]) -> int:
+            """Delete the replies of these runs still waiting for objects, with their
+            push sessions: nobody is left to finish them."""
+            with self._lock_object_push_sessions, self.lock_msg_store:
+                open_ = [
+                    sid
+                    for sid, session in self._object_push_sessions.items()
+                    if session.run_id in runs
+                    and session.pending_object_ids
+                    and any(self._is_reply(root) for root in session.root_object_ids)
+                ]
+            for sid in open_:
+                self._cleanup_push_session(sid, cleanup_messages=True)
+            return len(open_)
+
+        def get_messages_legacy(self, *, run_ids=None, is_reply=None, limit=None):
+            """As Flower's, except that a reply still uploading is held back (marked
+            unread again) until its last object arrives: the SuperNode would forward it
+            at once and then wait on its objects, forever if its executor died."""
+            got = super().get_messages_legacy(run_ids=run_ids, is_reply=is_reply, limit=limit)
+            if not is_reply or not got:
+                return got
+            with self._lock_object_push_sessions:
+                uploading = {
+                    root
+                    for session in self._object_push_sessions.values()
+                    if session.pending_object_ids
+                    for root in session.root_object_ids
+                }
+            held = [m.metadata.message_id for m in got if m.metadata.message_id in uploading]
+            with self.lock_msg_store:
+                for message_id in held:
+                    if message_id in self.msg_store:
+                        self.msg_store[message_id].is_retrieved = False
+            return [m for m in got if m.metadata.message_id not in uploading]
+
+        def _is_reply(self, message_id: str) -> bool:
+            entry = self.msg_store.get(message_id)
+            return entry is not None and bool(entry.message.metadata.reply_to_message_id)
+
         def _on_task_tokens_expired(self, tasks) -> None:
             runs = {t.run_id for t in tasks if t.type == TaskType.CLIENT_APP}
+            self._end_open_uploads(runs)
             with self.lock_msg_store:
                 for entry in self.msg_store.values():
                     meta = entry.message.metadata
