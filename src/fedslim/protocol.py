@@ -29,6 +29,7 @@ _INFO, _PARTITION, _PARTITIONS, _RANK = "info", "partition-id", "num-partitions"
 _STATE, _STATE_HELD, _STATE_RESIDUAL = "fedslim-node", "held", "residual"
 _ARRAYS, _METRICS = "arrays", "metrics"  # what Flower's FedAvg family aggregates
 _RESYNC = "resync"
+_VIEW = "fedslim-view"  # the node's view of the global adapter, from its mod to its train
 _SETTING = "setting"  # precision/quant[/ckpt] a client trains with (resources.memory)
 _UPLINK = "up-spec"  # the pipeline a client encodes its update with, chosen per client
 _PROFILE, _DEVICE_PROFILE, _LINK_PROFILE = "profile", "device-profile", "link-profile"
@@ -37,6 +38,7 @@ RECORD_KEYS = frozenset(
     {_MAIN, _ROUND, _DOWN, _MODE, _BASE, _UP, _HELD, _EXAMPLES, _LOSS, _SECONDS, _FLOPS}
     | {_INFO, _PARTITION, _PARTITIONS, _RANK, _STATE, _STATE_HELD, _STATE_RESIDUAL}
     | {_ARRAYS, _METRICS, _RESYNC, _SETTING, _UPLINK, _PROFILE, _DEVICE_PROFILE, _LINK_PROFILE}
+    | {_VIEW}
 )
 
 
@@ -145,6 +147,32 @@ def _setting(cfg) -> str:
     if len(value) > 32 or not value.isprintable():
         raise ProtocolError(f"{_SETTING!r} must be short printable text")
     return value
+
+
+# ---- inside a node: its transport mod <-> its train handler (never on the wire) ---------
+def set_view(content: RecordDict, view: ArrayRecord, setting: str) -> None:
+    """The instruction as the train handler gets it: the node's view of the global
+    adapter, decoded by the transport mod, and the setting the node trains with."""
+    content[_VIEW] = view
+    content[_MAIN][_SETTING] = setting
+
+
+def view_of(content: RecordDict) -> dict[str, np.ndarray]:
+    if _VIEW not in content.array_records:
+        raise ProtocolError("no view of the global adapter: the transport mod did not run")
+    return record_arrays(content[_VIEW])
+
+
+def trained_content(adapter: ArrayRecord, res: TrainRes) -> RecordDict:
+    """The train handler's reply to the transport mod: the adapter it trained and what it
+    measured (``res`` without blob or digest: the mod adds them)."""
+    content = train_res_content(res)
+    content[_ARRAYS] = adapter
+    return content
+
+
+def trained_from(content: RecordDict) -> tuple[dict[str, np.ndarray], TrainRes]:
+    return record_arrays(content[_ARRAYS]), train_res_from(content)
 
 
 def resync_content(reason: str) -> RecordDict:

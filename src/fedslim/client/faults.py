@@ -18,6 +18,7 @@ from ..compression import decode, encode
 from ..compression.wire import loads
 from . import app as client
 from . import secagg
+from .transport_mod import transport_mod
 
 KINDS = (
     "garbage",  # random bytes of the blob's length
@@ -94,7 +95,7 @@ def _app(kind_of) -> ClientApp:
             return reply
         return _break(kind, msg, reply, np.random.default_rng(0))
 
-    faulty = ClientApp(mods=[mod])
+    faulty = ClientApp(mods=[mod, transport_mod])  # faults break what goes on the wire
     faulty.train()(client.train)
     faulty.query()(client.query)
     secagg.register(faulty)

@@ -116,21 +116,6 @@ def _answering_state_class():
     from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
 
     class Answering(InMemoryNodeState):
-        def _end_open_uploads(self, runs: set[int]) -> int:
-            """Delete the replies of these runs still waiting for objects, with their
-            push sessions: nobody is left to finish them."""
-            with self._lock_object_push_sessions, self.lock_msg_store:
-                open_ = [
-                    sid
-                    for sid, session in self._object_push_sessions.items()
-                    if session.run_id in runs
-                    and session.pending_object_ids
-                    and any(self._is_reply(root) for root in session.root_object_ids)
-                ]
-            for sid in open_:
-                self._cleanup_push_session(sid, cleanup_messages=True)
-            return len(open_)
-
         def get_messages_legacy(self, *, run_ids=None, is_reply=None, limit=None):
             """As Flower's, except that a reply still uploading is held back (marked
             unread again) until its last object arrives: the SuperNode would forward it
@@ -138,27 +123,17 @@ def _answering_state_class():
             got = super().get_messages_legacy(run_ids=run_ids, is_reply=is_reply, limit=limit)
             if not is_reply or not got:
                 return got
-            with self._lock_object_push_sessions:
-                uploading = {
-                    root
-                    for session in self._object_push_sessions.values()
-                    if session.pending_object_ids
-                    for root in session.root_object_ids
-                }
-            held = [m.metadata.message_id for m in got if m.metadata.message_id in uploading]
+            uploading = _uploading(self)
             with self.lock_msg_store:
-                for message_id in held:
-                    if message_id in self.msg_store:
-                        self.msg_store[message_id].is_retrieved = False
+                for message in got:
+                    entry = self.msg_store.get(message.metadata.message_id)
+                    if entry is not None and message.metadata.message_id in uploading:
+                        entry.is_retrieved = False
             return [m for m in got if m.metadata.message_id not in uploading]
-
-        def _is_reply(self, message_id: str) -> bool:
-            entry = self.msg_store.get(message_id)
-            return entry is not None and bool(entry.message.metadata.reply_to_message_id)
 
         def _on_task_tokens_expired(self, tasks) -> None:
             runs = {t.run_id for t in tasks if t.type == TaskType.CLIENT_APP}
-            self._end_open_uploads(runs)
+            _end_open_uploads(self, runs)
             with self.lock_msg_store:
                 for entry in self.msg_store.values():
                     meta = entry.message.metadata
@@ -169,6 +144,31 @@ def _answering_state_class():
             super()._on_task_tokens_expired(tasks)
 
     return Answering
+
+
+def _uploading(state, runs: set[int] | None = None) -> dict[str, str]:
+    """Messages whose push session still waits for objects: message id -> session id."""
+    with state._lock_object_push_sessions:
+        return {
+            root: sid
+            for sid, session in state._object_push_sessions.items()
+            if session.pending_object_ids and (runs is None or session.run_id in runs)
+            for root in session.root_object_ids
+        }
+
+
+def _end_open_uploads(state, runs: set[int]) -> None:
+    """Delete these runs' replies still waiting for objects, with their push sessions:
+    nobody is left to finish them."""
+    uploading = _uploading(state, runs)
+    with state.lock_msg_store:
+        replies = {
+            sid
+            for mid, sid in uploading.items()
+            if mid in state.msg_store and state.msg_store[mid].message.metadata.reply_to_message_id
+        }
+    for sid in replies:
+        state._cleanup_push_session(sid, cleanup_messages=True)
 
 
 def expire_claimed_tasks() -> int:
