@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 POPULATIONS = {
     "compute-bound": (
         "runs/bench-wordnet/runs",
-        [("fedavg_fp32", "fedavg fp32"), ("sign_zstd_3", "sign|zstd:3 (recommended)"),
-         ("vera__q4_zstd_3", "VeRA, q4|zstd:3")],
+        [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"),
+         ("sign_zstd_3", "sign|zstd:3 (recommended)"), ("vera__q4_zstd_3", "VeRA, q4|zstd:3")],
         "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
         "(8 rounds)",
         "benchmarks/results/bench-wordnet/seeds.png",
