@@ -22,23 +22,16 @@ from ..adapter import Adapter
 from ..client.workload import initial_global, run_model, run_task
 from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
-from ..privacy.dpfedavg import CentralDP
-from ..strategies import catalog
-from ..strategies.clock import Clock, Unmetered
-from ..strategies.compressed import Compressed
-from ..strategies.ranks import RankMap
-from ..strategies.secure import SecureRounds, check_clients
-from ..strategies.state import export_state, import_state
-from ..strategies.uplinks import UplinkPlan
-from ..task.adapters import get_adapter
+from ..strategies.clock import Clock
+from ..strategies.secure import check_clients
+from ..strategies.state import export_state
 from ..task.models import build_tokenizer
-from ..task.residual import load_global, lora_modules
-from ..task.train import evaluate, round_flops
-from ..vectors import flatten, layout
-from . import checkpoint, results
+from ..task.residual import load_global
+from ..task.train import evaluate
+from ..vectors import layout
+from . import build, checkpoint, results
 from .discovery import admit, discover
-from .exchange import exchange
-from .privacy import PrivacyLedger, resumed_clip
+from .privacy import PrivacyLedger
 from .rounds import play_round
 from .tracking import open_tracker
 
@@ -129,14 +122,14 @@ class _Run:
         self.nodes = discover(grid, cfg)
         clients = len(self.nodes.partitions)
         self.privacy = PrivacyLedger(cfg, clients, self.history.rounds) if cfg.privacy.on else None
-        self.strategy = _strategy(
+        self.strategy = build.strategy(
             cfg, self.model, self.initial, self.task, self.nodes, server_state,
             clock(cfg, self.model, self.nodes.partitions) if clock else None,
         )  # fmt: skip
         self.strategy.dp = self.privacy.mechanism if self.privacy else None
         if cfg.privacy.secagg:
             check_clients(clients, cfg.rounds.fraction_train, cfg.rounds.min_train_clients)
-            self.strategy.secure = _secure(grid, cfg, self.strategy.dp, self.history.rounds)
+            self.strategy.secure = build.secure(grid, cfg, self.strategy.dp, self.history.rounds)
         self.startup_s = time.monotonic() - t0
         self.tracker = open_tracker(cfg.tracker, self.out, cfg.record(), cfg.resume)
         # each returns why the run stops after this round, or None
@@ -260,89 +253,6 @@ def _resume(out: Path, cfg: RunConfig, initial: dict) -> tuple[Adapter, History,
     log(INFO, "resuming from round %d in %s", ckpt.round, out)
     history = History.from_json(ckpt.history)
     return Adapter.of(ckpt.adapter), history, ckpt.round, ckpt.server
-
-
-def _strategy(
-    cfg: RunConfig, model, initial: dict, task, nodes, server_state, clock: Clock | None
-) -> Compressed:
-    """The run's strategy inside ``Compressed``, with its server state restored."""
-    spec = cfg.strategy.spec
-    inner = catalog.make(
-        spec.name,
-        partitions=nodes.partitions,
-        seed=cfg.seed,
-        fraction_train=cfg.rounds.fraction_train,
-        min_train_nodes=cfg.rounds.min_train_clients,
-        options=cfg.to_mapping(),
-    )
-    if spec.base_residual:
-        inner.modules = lora_modules(model)
-    import_state(inner, server_state)
-    clock = clock or Unmetered(nodes.profiles)
-    return Compressed(
-        inner,
-        uplink=cfg.codecs.uplink,
-        downlink=cfg.codecs.downlink,
-        views=_views(cfg, model, initial, task, nodes.ranks),
-        partitions=nodes.partitions,
-        seed=cfg.seed,
-        client_options=cfg.strategy.client_options(),
-        min_replies=cfg.rounds.min_train_clients,
-        max_norm=cfg.rounds.max_update_norm,
-        max_ratio=cfg.rounds.max_update_ratio,
-        clock=clock,
-        uplinks=_uplinks(cfg, model, task, clock, sorted(nodes.ranks)),
-    )
-
-
-def _secure(grid: Grid, cfg: RunConfig, dp: CentralDP | None, rounds) -> SecureRounds:
-    """Secure aggregation's stages, clipping as DP does (without DP: no noise; an
-    adaptive clip resumes where ``dp_clip`` left it, as under DP)."""
-    p = cfg.privacy
-    dp = dp or CentralDP(resumed_clip(rounds, p.dp_clip), 0.0, adaptive=p.dp_adaptive_clip)
-    timeout = cfg.rounds.round_timeout_s
-    return SecureRounds(
-        lambda messages: exchange(grid, messages, timeout=timeout),
-        bits=p.secagg_bits,
-        neighbors=p.secagg_neighbors,
-        seed=cfg.seed,
-        dp=dp,
-    )
-
-
-def _uplinks(cfg: RunConfig, model, task, clock: Clock, partitions: list[int]) -> UplinkPlan:
-    """Each client's pipeline; ``auto`` weighs uploads against a round's compute, counted
-    once here on one step of the server's model."""
-    policy, flops = cfg.codecs.policy, 0.0
-    if policy.auto:
-        t = cfg.task
-        tok = build_tokenizer(cfg.adapter.model)
-        kw = dict(steps=t.local_steps, batch_size=t.batch_size, max_length=t.max_length)
-        flops = round_flops(model, task, tok, **kw, seed=cfg.seed)
-    return UplinkPlan(
-        policy,
-        clock=clock,
-        round_flops=flops,
-        partitions=partitions,
-        share=cfg.codecs.auto_uplink_share,
-        deadline_s=cfg.sim.deadline_s,
-        framing=1.0 + cfg.sim.transport_overhead,
-    )
-
-
-def _views(cfg: RunConfig, model, initial: dict, task, ranks: dict[int, int]) -> RankMap:
-    """Each client's view of the global adapter: all of it, or its rank slice."""
-    lora_r = cfg.adapter.lora_r
-    initials = {lora_r: flatten(initial)}
-    for r in sorted(set(ranks.values()) - {lora_r}):  # a node's own seeded init at rank r
-        initials[r] = flatten(get_adapter(run_model(cfg, task, r)))
-    return RankMap(
-        layout=layout(initial),
-        up_keys=set(get_adapter(model)),
-        rank=lora_r,
-        ranks=ranks,
-        initials=initials,
-    )
 
 
 # Keys that may change when resuming; any other change would make the result a
