@@ -270,6 +270,14 @@ class Compressed(Strategy):
         return max_blob_bytes(self.up_sizes[self.views.of(part)])
 
     def _decode(self, msg: Message, part: int | None) -> tuple[protocol.TrainRes, np.ndarray]:
+        """A reply through two stages, each refusing with its reason: the reply (who sent
+        it, from which copy, within the size bound), then its update."""
+        res = self._admit(msg, part)
+        if self.secure is not None:  # masked codes: checked for length, summed later
+            return res, self.secure.masked(res.blob)
+        return res, self._update(res, part)
+
+    def _admit(self, msg: Message, part: int | None) -> protocol.TrainRes:
         if part is None or part not in self.pending:
             raise ValueError("reply from a node that was not asked this round")
         if msg.has_error():
@@ -283,8 +291,9 @@ class Compressed(Strategy):
         res = protocol.train_res_from(msg.content)
         if len(res.blob) > self._blob_limit(part):
             raise ValueError(f"update blob of {len(res.blob)} bytes exceeds the adapter's bound")
-        if self.secure is not None:  # masked codes: checked for length, summed later
-            return res, self.secure.masked(res.blob)
+        return res
+
+    def _update(self, res: protocol.TrainRes, part: int) -> np.ndarray:
         # clients send the leading (trainable) part of their view; residuals only go down
         rank = self.views.of(part)
         start = self.sent[rank][: self.up_sizes[rank]]
@@ -299,7 +308,7 @@ class Compressed(Strategy):
                 f"update norm {norm:.3g} exceeds max-update-ratio {self.max_ratio:g} x the "
                 f"adapter's {_scale(start):.3g}"
             )
-        return res, local
+        return local
 
     def _drop(
         self, server_round: int, node: int, part: int | None, reason: str, row: ClientRow
