@@ -125,11 +125,13 @@ def _answering_state_class():
                 return got
             uploading = _uploading(self)
             with self.lock_msg_store:
-                for message in got:
-                    entry = self.msg_store.get(message.metadata.message_id)
-                    if entry is not None and message.metadata.message_id in uploading:
-                        entry.is_retrieved = False
-            return [m for m in got if m.metadata.message_id not in uploading]
+                # held back: still uploading (marked unread again), or gone (an expiry
+                # below deleted it since Flower's pass picked it)
+                ids = {m.metadata.message_id for m in got}
+                held = {i for i in ids if i in uploading or i not in self.msg_store}
+                for message_id in held & self.msg_store.keys():
+                    self.msg_store[message_id].is_retrieved = False
+            return [m for m in got if m.metadata.message_id not in held]
 
         def _on_task_tokens_expired(self, tasks) -> None:
             runs = {t.run_id for t in tasks if t.type == TaskType.CLIENT_APP}

@@ -50,8 +50,13 @@ class RankMap:
         self.ranks = ranks  # partition -> its rank (missing: the global rank)
         self.initials = initials  # rank -> a node's seeded initial vector at that rank
         self.up_layout = self.client_layout(rank, up=True)
-        # rank -> (global index of each value of that view, its rank slice or -1)
-        self.index = {r: _view_index(layout, r) for r in self.all_ranks()}
+        leading = [key for key, _ in layout[: len(self.up_layout)]]
+        if leading != [key for key, _ in self.up_layout]:  # a client sends its view's head
+            raise ValueError("the trainable tensors must lead the adapter's layout")
+        # rank -> (global index of each value of that view, its rank slice or -1); only
+        # mixed ranks use them, and a homogeneous run (exact's dense residuals) pays nothing
+        mixed = len(self.all_ranks()) > 1
+        self.index = {r: _view_index(layout, r) for r in self.all_ranks()} if mixed else {}
 
     def of(self, partition: int) -> int:
         return self.ranks.get(partition, self.rank)
@@ -103,15 +108,15 @@ def _view_index(layout: tuple, r: int) -> tuple[np.ndarray, np.ndarray]:
     index, slots, at = [], [], 0
     for key, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
-        pos = np.arange(at, at + size).reshape(shape)
+        pos = np.arange(at, at + size, dtype=np.int64).reshape(shape)
         at += size
         axis = rank_axis(key)
         if axis is None:
             index.append(pos.ravel())
-            slots.append(np.full(size, -1))
+            slots.append(np.full(size, -1, np.int64))
             continue
         view = pos[:r] if axis == 0 else pos[:, :r]
         slot = np.indices(view.shape)[axis]
         index.append(view.ravel())
         slots.append(slot.ravel())
-    return np.concatenate(index).astype(np.int64), np.concatenate(slots).astype(np.int64)
+    return np.concatenate(index), np.concatenate(slots)
