@@ -96,3 +96,36 @@ def test_the_report_puts_epsilon_beside_accuracy_and_draws_accuracy_against_it(t
     assert "| 4 |" in report._markdown(rows)
     path = privacy(rows, tmp_path / "privacy.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("stored", "rounds", "to_target", "want"),
+    [
+        ({}, 2, None, "done"),  # the same experiment, all its rounds
+        ({"num-server-rounds": 1}, 1, None, "extend"),  # fewer rounds, all of them ran
+        ({"num-server-rounds": 1}, 1, {"round": 1}, "done"),  # it would stop there again
+        ({"num-server-rounds": 1}, 0, None, "run"),  # interrupted before its last round
+        ({"num-server-rounds": 3}, 3, None, "run"),  # more rounds than wanted
+        ({"num-server-rounds": 1, "lr": 0.5}, 1, None, "run"),  # another experiment
+        ({"resume": True}, 2, None, "done"),  # an extended run is the same experiment
+    ],
+)
+def test_a_stored_run_with_fewer_rounds_is_continued_not_restarted(
+    tmp_path, stored, rounds, to_target, want
+):
+    from fedslim.experiments.sweep import progress, run_sweep
+
+    (p,) = plan({}, {"num-server-rounds": "2", "stop-at-target": "true"}, 1, tmp_path)
+    p.out.mkdir(parents=True)
+    (p.out / "checkpoint").mkdir()
+    config = {**p.run.record(), **stored}
+    summary = {"config": config, "rounds": rounds, "to_target": to_target}
+    (p.out / "summary.json").write_text(json.dumps(summary))
+    assert progress(p) == want
+    calls = []
+    run_sweep([p], tmp_path, simulate=lambda run, sim, report: calls.append(run))
+    if want == "done":
+        assert calls == []
+    else:  # an extension resumes the stored run in place; anything else starts afresh
+        (run,) = calls
+        assert (run.resume, run.overwrite, run.out) == (want == "extend", want == "run", p.run.out)

@@ -4,8 +4,9 @@
 ``--grid uplink-codec=topk:0.05|q4|zstd:3`` is one value). Every configuration is
 validated before the first run starts; each run writes the usual results under
 ``OUT/runs/<configuration>-r<repeat>/``, and a finished run is skipped when the sweep is
-run again, so an interrupted sweep resumes. ``report.py`` turns the runs into tables,
-Pareto fronts and figures.
+run again, so an interrupted sweep resumes; raising ``num-server-rounds`` continues the
+stored runs from their checkpoints instead of starting them again. ``report.py`` turns
+the runs into tables, Pareto fronts and figures.
 """
 
 from __future__ import annotations
@@ -72,32 +73,49 @@ def run_sweep(
     on_run: Callable[[Planned, bool], None] = lambda p, skipped: None,
     report: Callable[[str, Any], None] = lambda e, p: None,
 ) -> None:
-    """Run what is not finished yet; ``on_run(planned, skipped)`` before each."""
+    """Run what is not finished yet, extend what only lacks rounds; ``on_run(planned,
+    skipped)`` before each."""
     out.mkdir(parents=True, exist_ok=True)
     index = [{"label": p.label, "repeat": p.repeat, "dir": str(p.out.relative_to(out))}
              for p in planned]  # fmt: skip
     (out / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
     for p in planned:
-        done = finished(p)
-        on_run(p, done)
-        if not done:
+        todo = progress(p)
+        on_run(p, todo == "done")
+        if todo == "extend":
+            simulate(p.run.replace(resume=True, overwrite=False), p.sim, report=report)
+        elif todo == "run":
             simulate(p.run, p.sim, report=report)
 
 
 def finished(p: Planned) -> bool:
-    """A run whose summary records the same experiment (keys added later count as their
-    defaults) and all its rounds, or its target."""
+    return progress(p) == "done"
+
+
+def progress(p: Planned) -> str:
+    """What a sweep does with a stored run. "done": it is this experiment (keys added
+    later count as their defaults) with all its rounds, or its target, or its budget.
+    "extend": it is this experiment with fewer rounds, all of which ran (resumed from its
+    checkpoint: a larger ``num-server-rounds`` is the one change a resume allows).
+    "run": anything else."""
     try:
         summary = json.loads((p.out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    same = p.run.differences(summary.get("config", {})) in ([], ["out"])
-    complete = (
-        summary.get("rounds") == p.run.rounds.num_server_rounds
-        or summary.get("to_target")
-        or summary.get("privacy", {}).get("stopped_by_budget")
+        return "run"
+    saved = summary.get("config", {})
+    changed = [k for k in p.run.differences(saved) if k not in ("out", "resume")]
+    wanted, had = p.run.rounds.num_server_rounds, saved.get("num-server-rounds")
+    stopped = summary.get("privacy", {}).get("stopped_by_budget") or (
+        summary.get("to_target") and p.run.rounds.stop_at_target
     )
-    return same and bool(complete)
+    if changed == [] and (summary.get("rounds") == wanted or summary.get("to_target") or stopped):
+        return "done"
+    if changed != ["num-server-rounds"] or not isinstance(had, int) or had > wanted:
+        return "run"
+    if stopped:
+        return "done"  # with more rounds it would stop where it did
+    ran_all = summary.get("rounds") == had and (p.out / "checkpoint").is_dir()
+    return "extend" if ran_all else "run"
 
 
 def _slug(label: str) -> str:
