@@ -70,6 +70,21 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
         "uplink-codec": "q4|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    # server momentum (Flower's FedAvgM, momentum 0.5: the best strategy measured on
+    # WordNet) to win back the rounds a one-bit uplink costs; its fp32 twin beside it
+    "fedavgm, sign:1024|zstd:3": {
+        "strategy": "fedavgm",
+        "uplink-codec": "sign:1024|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
+    "fedavgm fp32": {"strategy": "fedavgm"},
+    "fedavgm, vera, sign|zstd:3": {
+        "strategy": "fedavgm",
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
     "ffa recipe (20 steps)": {
         "strategy": "ffa",
         "local-steps": 20,

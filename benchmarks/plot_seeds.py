@@ -14,7 +14,10 @@ POPULATIONS = {
     "compute-bound": (
         "runs/bench-wordnet/runs",
         [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"),
-         ("sign_zstd_3", "sign|zstd:3 (recommended)"), ("vera__q4_zstd_3", "VeRA, q4|zstd:3")],
+         ("sign_zstd_3", "sign|zstd:3"), ("vera__q4_zstd_3", "VeRA, q4|zstd:3"),
+         ("fedavgm_fp32", "fedavgm fp32"),
+         ("fedavgm__sign_1024_zstd_3", "fedavgm, sign:1024|zstd:3"),
+         ("fedavgm__vera__sign_zstd_3", "fedavgm, VeRA, sign|zstd:3")],
         "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
         "(8 rounds)",
         "benchmarks/results/bench-wordnet/seeds.png",
@@ -24,7 +27,7 @@ POPULATIONS = {
         [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"), ("sign_zstd_3", "sign|zstd:3"),
          ("q8_zstd_3", "q8|zstd:3"), ("vera__auto", "VeRA, auto")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
-        "LoRA r=16 on every linear layer (8 rounds, stop at 0.80)",
+        "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
     ),
 }  # fmt: skip
@@ -48,6 +51,7 @@ for s, ax in enumerate(axes):
             [float(r["accuracy"]) for r in rows],
             marker="o",
             ms=3,
+            ls="--" if "fp32" in key else "-",  # the uncompressed baselines dashed
             label=label,
         )
     ax.axhline(0.80, color="grey", lw=0.8, ls="--")
