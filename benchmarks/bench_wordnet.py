@@ -59,6 +59,11 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
     "q8|zstd:3": {"uplink-codec": "q8|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "fedavgm, sign|zstd:3": {
+        "strategy": "fedavgm",
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
