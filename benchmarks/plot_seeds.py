@@ -25,7 +25,8 @@ POPULATIONS = {
     "link-bound": (
         "runs/bench-wordnet-link-bound/runs",
         [("fedavg_fp32", "fedavg fp32"), ("auto", "auto"), ("sign_zstd_3", "sign|zstd:3"),
-         ("q8_zstd_3", "q8|zstd:3"), ("vera__auto", "VeRA, auto")],
+         ("q8_zstd_3", "q8|zstd:3"), ("vera__auto", "VeRA, auto"),
+         ("fedavgm__sign_zstd_3", "fedavgm, sign|zstd:3")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
@@ -40,7 +41,7 @@ base, recipes, title, out = POPULATIONS[args.population]
 base = args.runs or base
 fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
 for s, ax in enumerate(axes):
-    for key, label in recipes:
+    for i, (key, label) in enumerate(recipes):  # one colour per recipe on every seed
         try:
             with open(f"{base}/{key}-s{s}/rounds.csv") as fh:
                 rows = list(csv.DictReader(fh))
@@ -52,6 +53,7 @@ for s, ax in enumerate(axes):
             marker="o",
             ms=3,
             ls="--" if "fp32" in key else "-",  # the uncompressed baselines dashed
+            color=f"C{i}",
             label=label,
         )
     ax.axhline(0.80, color="grey", lw=0.8, ls="--")
