@@ -71,6 +71,7 @@ LINK_BOUND_RECIPES = {
         "uplink-codec": "sign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    "fedavg fp32, 5 steps": {"local-steps": 5},  # its uncompressed twin
 }
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
