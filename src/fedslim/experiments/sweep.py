@@ -103,19 +103,18 @@ def progress(p: Planned) -> str:
     except (OSError, ValueError):
         return "run"
     saved = summary.get("config", {})
-    changed = [k for k in p.run.differences(saved) if k not in ("out", "resume")]
-    wanted, had = p.run.rounds.num_server_rounds, saved.get("num-server-rounds")
+    changed = set(p.run.differences(saved)) - {"out", "resume"}
+    wanted = p.run.rounds.num_server_rounds
+    had = saved.get("num-server-rounds") if changed else wanted
+    if not changed <= {"num-server-rounds"} or not isinstance(had, int) or had > wanted:
+        return "run"
     stopped = summary.get("privacy", {}).get("stopped_by_budget") or (
         summary.get("to_target") and p.run.rounds.stop_at_target
-    )
-    if changed == [] and (summary.get("rounds") == wanted or summary.get("to_target") or stopped):
+    )  # with more rounds it would stop where it did
+    ran_all = summary.get("rounds") == had
+    if stopped or (ran_all and had == wanted):
         return "done"
-    if changed != ["num-server-rounds"] or not isinstance(had, int) or had > wanted:
-        return "run"
-    if stopped:
-        return "done"  # with more rounds it would stop where it did
-    ran_all = summary.get("rounds") == had and (p.out / "checkpoint").is_dir()
-    return "extend" if ran_all else "run"
+    return "extend" if ran_all and (p.out / "checkpoint").is_dir() else "run"
 
 
 def _slug(label: str) -> str:
