@@ -13,6 +13,7 @@ runs/bench-wordnet[-link-bound]/ (finished runs are reused, shorter ones continu
 delete the directory to re-run them). About 8 minutes a run on 2 cores.
 
     python benchmarks/bench_wordnet.py --population link-bound --repeat 3
+    python benchmarks/bench_wordnet.py --recipes "fedavgm fp32" --seeds 1   # a probe
     make bench-wordnet                      # both populations, 3 seeds
 """
 
@@ -72,6 +73,11 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
     "fedavg fp32, 5 steps": {"local-steps": 5},  # its uncompressed twin
+    "auto, 5 steps": {  # and its per-client twin
+        "local-steps": 5,
+        "uplink-codec": "auto",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
@@ -98,11 +104,45 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
         "uplink-codec": "sign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    # the same with a lighter downlink: the q8 global VeRA vectors are 5x the uplink
+    "fedavgm, vera, sign|zstd:3 / q4 down": {
+        "strategy": "fedavgm",
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q4|zstd:3",
+    },
     "ffa recipe (20 steps)": {
         "strategy": "ffa",
         "local-steps": 20,
         "uplink-codec": "topk:0.05|q4|zstd:3",
         "downlink-codec": "q4|zstd:3",
+    },
+}
+
+# measured once and not kept (README, realistic benchmark): run only when named
+PROBES = {
+    "fedavgm, vera, sign|zstd:3 / sign down": {
+        "strategy": "fedavgm",
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "sign|zstd:3",
+    },
+    "fedavgm, vera, sign|zstd:3 / q2 down": {
+        "strategy": "fedavgm",
+        "adapter-method": "vera",
+        "lr": 2e-2,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q2|zstd:3",
+    },
+    # half LoRA's values (same alpha / r): one bit a value is then 58x a message
+    "fedavgm, r=4, sign:1024|zstd:3": {
+        "strategy": "fedavgm",
+        "lora-r": 4,
+        "lora-alpha": 8.0,
+        "uplink-codec": "sign:1024|zstd:3",
+        "downlink-codec": "q8|zstd:3",
     },
 }
 
@@ -113,6 +153,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="seeds 0..N-1")
     ap.add_argument("--recipes", default="", help="labels separated by ; (default: all)")
+    ap.add_argument(
+        "--seeds", default="", help="only these of the seeds, e.g. 1,2 (a probe; default: all)"
+    )
     ap.add_argument("--report-only", action="store_true", help="tabulate the finished runs only")
     args = ap.parse_args()
     suffix = "" if args.population == "compute-bound" else f"-{args.population}"
@@ -144,12 +187,19 @@ def main() -> None:
     }
     recipes = RECIPES if args.population == "compute-bound" else LINK_BOUND_RECIPES
     if args.recipes:
+        known = {**recipes, **PROBES} if args.population == "compute-bound" else recipes
         wanted = [r.strip() for r in args.recipes.split(";")]
-        unknown = [r for r in wanted if r not in recipes]
+        unknown = [r for r in wanted if r not in known]
         if unknown:
-            ap.error(f"--recipes: unknown {unknown[0]!r}; known: {', '.join(recipes)}")
-        recipes = {r: recipes[r] for r in wanted}
+            ap.error(f"--recipes: unknown {unknown[0]!r}; known: {', '.join(known)}")
+        recipes = {r: known[r] for r in wanted}
     planned = sorted(plan_recipes(recipes, base, args.repeat, out), key=lambda p: p.repeat)
+    if args.seeds:
+        try:
+            seeds = {int(s) for s in args.seeds.split(",")}
+        except ValueError:
+            ap.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+        planned = [p for p in planned if p.repeat in seeds]
     run_and_write(planned, out, simulate=simulate, report_only=args.report_only)
 
 

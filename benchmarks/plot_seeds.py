@@ -28,7 +28,8 @@ POPULATIONS = {
          ("q8_zstd_3", "q8|zstd:3"), ("vera__auto", "VeRA, auto"),
          ("fedavgm__sign_zstd_3", "fedavgm, sign|zstd:3"),
          ("sign_zstd_3__5_steps", "sign|zstd:3, 5 steps"),
-         ("fedavg_fp32__5_steps", "fedavg fp32, 5 steps")],
+         ("fedavg_fp32__5_steps", "fedavg fp32, 5 steps"),
+         ("auto__5_steps", "auto, 5 steps")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
