@@ -17,7 +17,8 @@ POPULATIONS = {
          ("sign_zstd_3", "sign|zstd:3"), ("vera__q4_zstd_3", "VeRA, q4|zstd:3"),
          ("fedavgm_fp32", "fedavgm fp32"),
          ("fedavgm__sign_1024_zstd_3", "fedavgm, sign:1024|zstd:3"),
-         ("fedavgm__vera__sign_zstd_3", "fedavgm, VeRA, sign|zstd:3")],
+         ("fedavgm__vera__sign_zstd_3", "fedavgm, VeRA, sign|zstd:3"),
+         ("fedavgm__vera__sign_zstd_3_q2_down", "fedavgm, VeRA, sign|zstd:3 / q2 down")],
         "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
         "(8 rounds)",
         "benchmarks/results/bench-wordnet/seeds.png",

@@ -21,8 +21,8 @@ steps, ``q8|zstd:3`` down, 3 seeds): 0.833 held-out accuracy after 8 rounds agai
 What it trades: it reaches 0.80 one to two rounds later than fp32 (simulated time 1.12x,
 1.17x, 1.30x). One bit per value plus a scale per block, with error feedback; for the
 most bytes saved at a fixed accuracy target the same codec on VeRA's vectors with
-``strategy=fedavgm`` (``benchmarks/bench_wordnet.py``: 102-123x on every seed, at 1.4-1.7x
-the client FLOPs)."""
+``strategy=fedavgm`` and ``q2|zstd:3`` down (``benchmarks/bench_wordnet.py``: 102-107x
+uplink and 83-88x both ways on every seed, at 1.6-1.7x the client FLOPs)."""
 
 ALIASES = {"none": "none", "recommended": RECOMMENDED}
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
