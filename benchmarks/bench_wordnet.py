@@ -79,6 +79,14 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
 }
+# the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
+# bit a value up; they differ in the downlink
+FEDAVGM_VERA_SIGN = {
+    "strategy": "fedavgm",
+    "adapter-method": "vera",
+    "lr": 2e-2,
+    "uplink-codec": "sign|zstd:3",
+}
 RECIPES = {  # explicit specs: what `recommended` stands for is decided from this table
     "fedavg fp32": {},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
@@ -97,20 +105,11 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
         "downlink-codec": "q8|zstd:3",
     },
     "fedavgm fp32": {"strategy": "fedavgm"},
-    "fedavgm, vera, sign|zstd:3": {
-        "strategy": "fedavgm",
-        "adapter-method": "vera",
-        "lr": 2e-2,
-        "uplink-codec": "sign|zstd:3",
-        "downlink-codec": "q8|zstd:3",
-    },
+    "fedavgm, vera, sign|zstd:3": {**FEDAVGM_VERA_SIGN, "downlink-codec": "q8|zstd:3"},
     # the same with a lighter downlink: the q8 global VeRA vectors are 5x the uplink, and
     # the server keeps what a 2-bit downlink drops for the next round
     "fedavgm, vera, sign|zstd:3 / q2 down": {
-        "strategy": "fedavgm",
-        "adapter-method": "vera",
-        "lr": 2e-2,
-        "uplink-codec": "sign|zstd:3",
+        **FEDAVGM_VERA_SIGN,
         "downlink-codec": "q2|zstd:3",
     },
     "ffa recipe (20 steps)": {
@@ -124,17 +123,11 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
 # measured and not kept (README, realistic benchmark): run only when named
 PROBES = {
     "fedavgm, vera, sign|zstd:3 / q4 down": {
-        "strategy": "fedavgm",
-        "adapter-method": "vera",
-        "lr": 2e-2,
-        "uplink-codec": "sign|zstd:3",
+        **FEDAVGM_VERA_SIGN,
         "downlink-codec": "q4|zstd:3",
     },
     "fedavgm, vera, sign|zstd:3 / sign down": {
-        "strategy": "fedavgm",
-        "adapter-method": "vera",
-        "lr": 2e-2,
-        "uplink-codec": "sign|zstd:3",
+        **FEDAVGM_VERA_SIGN,
         "downlink-codec": "sign|zstd:3",
     },
     # half LoRA's values (same alpha / r): one bit a value is then 58x a message
@@ -200,6 +193,8 @@ def main() -> None:
             seeds = {int(s) for s in args.seeds.split(",")}
         except ValueError:
             ap.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+        if not seeds <= set(range(args.repeat)):
+            ap.error(f"--seeds: {args.seeds!r} is not within --repeat's seeds 0..{args.repeat - 1}")
         planned = [p for p in planned if p.repeat in seeds]
     run_and_write(planned, out, simulate=simulate, report_only=args.report_only)
 
