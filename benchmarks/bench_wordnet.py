@@ -138,6 +138,13 @@ PROBES = {
         "uplink-codec": "sign:1024|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    # one bit a value with a scale that keeps the update's length (no shrinkage)
+    "usign|zstd:3": {"uplink-codec": "usign|zstd:3", "downlink-codec": "q8|zstd:3"},
+    "fedavgm, usign:4096|zstd:3": {
+        "strategy": "fedavgm",
+        "uplink-codec": "usign:4096|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 
 

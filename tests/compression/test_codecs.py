@@ -45,6 +45,8 @@ CASES = [
     ("q7:1000", 0.03),
     ("sign", 1.0),
     ("sign:32", 1.0),
+    ("usign", 1.0),
+    ("usign:32|zstd:3", 1.0),
     ("topk:0.1", 1.0),
     ("topk:1", 0.0),
     ("randk:0.1", 1.0),
@@ -60,7 +62,7 @@ CASES = [
 SPECS = [spec for spec, _ in CASES]
 STOCHASTIC = ["q8", "q4", "q4:64", "q3", "q2", "q2:17", "q1", "q5|zstd"]
 BUILTIN = {
-    "none", "recommended", "topk", "randk", "sign", "fp16", "bf16", "zstd",
+    "none", "recommended", "topk", "randk", "sign", "usign", "fp16", "bf16", "zstd",
     *(f"q{b}" for b in range(1, 9)),
 }  # fmt: skip
 SIZES = [1, 7, 1000, 4099]
@@ -118,7 +120,7 @@ def test_error_feedback_invariant(spec, with_residual):
     np.testing.assert_allclose(y + r_new, target, rtol=0, atol=1e-6 * np.abs(target).max())
 
 
-@pytest.mark.parametrize("spec", ["topk:0.05|q4|zstd", "randk:0.1", "sign", "q2"])
+@pytest.mark.parametrize("spec", ["topk:0.05|q4|zstd", "randk:0.1", "sign", "usign", "q2"])
 def test_error_feedback_telescopes_over_rounds(spec):
     ef, residual, sent, total = ErrorFeedback(build(spec)), None, 0.0, 0.0
     for t in range(6):
@@ -333,3 +335,17 @@ def test_lossless_pipelines_carry_nan_which_decode_refuses(spec):
 def test_encode_refuses_bad_seeds(seed):
     with pytest.raises(ValueError, match="seed"):
         encode("q8", update(10), seed=seed)
+
+
+def test_usign_keeps_each_blocks_projection_where_sign_shrinks_it():
+    x = update(1000, seed=7) * np.repeat(np.float32([1, 30]), 500)  # blocks of unequal scale
+    x[:100] = 0  # a zero stretch inside a block, and below a whole zero block
+    x = np.concatenate([x, np.zeros(100, np.float32)])
+    y_sign = decode(encode("sign:100", x), max_elements=x.size)
+    y_usign = decode(encode("usign:100", x), max_elements=x.size)
+    assert len(encode("usign:100", x)) == len(encode("sign:100", x)) + 1  # its name's "u"
+    assert (np.sign(y_usign) == np.sign(y_sign)).all() and (y_usign[-100:] == 0).all()
+    for b in range(1, 10):  # per block: <decoded, x> = ||x||^2 (sign gives ~2/pi of it)
+        xb, ub, sb = (v[100 * b : 100 * (b + 1)] for v in (x, y_usign, y_sign))
+        assert float(ub @ xb) == pytest.approx(float(xb @ xb), rel=1e-5)
+        assert 0.5 < float(sb @ xb) / float(xb @ xb) < 0.8

@@ -25,6 +25,7 @@ SPECS = [
     "q4",
     "q3:50",
     "sign",
+    "usign:64",
     "topk:0.05|q4|zstd:3",
     "topk:0.5",
     "randk:0.1|q8",
