@@ -79,6 +79,27 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
 }
+LINK_BOUND_PROBES = {
+    # sign shrinks every phone's update by ~0.7 and the laptops' fp32 not at all: does
+    # `auto`'s mix (phones one bit, laptops fp32) lose rounds to that reweighting?
+    "usign|zstd:3, 5 steps": {
+        "local-steps": 5,
+        "uplink-codec": "usign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
+    "by-link 3g=usign, 5 steps": {  # what `auto` picks, with usign in sign's rung
+        "local-steps": 5,
+        "uplink-codec": "by-link:3g=usign|zstd:3,*=none",
+        "downlink-codec": "q8|zstd:3",
+    },
+    # fp32 with the shrinkage sign applies, as a server step of 0.7 (no momentum)
+    "fedavg fp32, server lr 0.7, 5 steps": {
+        "local-steps": 5,
+        "strategy": "fedavgm",
+        "server-momentum": 0.0,
+        "server-lr": 0.7,
+    },
+}
 # the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
 # bit a value up; they differ in the downlink
 FEDAVGM_VERA_SIGN = {
@@ -188,7 +209,8 @@ def main() -> None:
     }
     recipes = RECIPES if args.population == "compute-bound" else LINK_BOUND_RECIPES
     if args.recipes:
-        known = {**recipes, **PROBES} if args.population == "compute-bound" else recipes
+        probes = PROBES if args.population == "compute-bound" else LINK_BOUND_PROBES
+        known = {**recipes, **probes}
         wanted = [r.strip() for r in args.recipes.split(";")]
         unknown = [r for r in wanted if r not in known]
         if unknown:
