@@ -161,6 +161,12 @@ PROBES = {
     },
     # one bit a value with a scale that keeps the update's length (no shrinkage)
     "usign|zstd:3": {"uplink-codec": "usign|zstd:3", "downlink-codec": "q8|zstd:3"},
+    # 0.9 bits a value: one bit a value is 29.7x a message with Flower's framing, so 30x
+    # at fp32's rounds needs fewer bits (the dropped tenth waits in error feedback)
+    "randk:0.9|usign:4096|zstd:3": {
+        "uplink-codec": "randk:0.9|usign:4096|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
     "fedavgm, usign:4096|zstd:3": {
         "strategy": "fedavgm",
         "uplink-codec": "usign:4096|zstd:3",
