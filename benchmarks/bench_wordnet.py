@@ -99,6 +99,14 @@ LINK_BOUND_PROBES = {
         "server-momentum": 0.0,
         "server-lr": 0.7,
     },
+    "usign|zstd:3, server lr 0.7, 5 steps": {  # usign's bits at sign's step
+        "local-steps": 5,
+        "strategy": "fedavgm",
+        "server-momentum": 0.0,
+        "server-lr": 0.7,
+        "uplink-codec": "usign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 # the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
 # bit a value up; they differ in the downlink

@@ -18,7 +18,9 @@ POPULATIONS = {
          ("fedavgm_fp32", "fedavgm fp32"),
          ("fedavgm__sign_1024_zstd_3", "fedavgm, sign:1024|zstd:3"),
          ("fedavgm__vera__sign_zstd_3", "fedavgm, VeRA, sign|zstd:3"),
-         ("fedavgm__vera__sign_zstd_3_q2_down", "fedavgm, VeRA, sign|zstd:3 / q2 down")],
+         ("fedavgm__vera__sign_zstd_3_q2_down", "fedavgm, VeRA, sign|zstd:3 / q2 down"),
+         ("usign_zstd_3", "usign|zstd:3"),
+         ("randk_0.9_usign_4096_zstd_3", "randk:0.9|usign:4096|zstd:3")],
         "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
         "(8 rounds)",
         "benchmarks/results/bench-wordnet/seeds.png",
@@ -30,7 +32,11 @@ POPULATIONS = {
          ("fedavgm__sign_zstd_3", "fedavgm, sign|zstd:3"),
          ("sign_zstd_3__5_steps", "sign|zstd:3, 5 steps"),
          ("fedavg_fp32__5_steps", "fedavg fp32, 5 steps"),
-         ("auto__5_steps", "auto, 5 steps")],
+         ("auto__5_steps", "auto, 5 steps"),
+         ("usign_zstd_3__5_steps", "usign|zstd:3, 5 steps"),
+         ("by-link_3g=usign__5_steps", "usign on the phones, fp32 laptops, 5 steps"),
+         ("fedavg_fp32__server_lr_0.7__5_steps", "fedavg fp32, server lr 0.7, 5 steps"),
+         ("usign_zstd_3__server_lr_0.7__5_steps", "usign|zstd:3, server lr 0.7, 5 steps")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
@@ -40,9 +46,10 @@ POPULATIONS = {
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--population", choices=sorted(POPULATIONS), default="link-bound")
 ap.add_argument("--runs", default="", help="the runs directory (default: the population's)")
+ap.add_argument("--out", default="", help="the figure (default: the population's)")
 args = ap.parse_args()
 base, recipes, title, out = POPULATIONS[args.population]
-base = args.runs or base
+base, out = args.runs or base, args.out or out
 fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
 for s, ax in enumerate(axes):
     for i, (key, label) in enumerate(recipes):  # one colour per recipe on every seed
