@@ -120,6 +120,8 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
     "fedavg fp32": {},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
     "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
+    # sign's bits with a scale that keeps each update's length: fp32's step
+    "usign|zstd:3": {"uplink-codec": "usign|zstd:3", "downlink-codec": "q8|zstd:3"},
     "vera, q4|zstd:3": {  # VeRA learns at a higher rate (README, Compression)
         "adapter-method": "vera",
         "lr": 2e-2,
@@ -167,17 +169,10 @@ PROBES = {
         "uplink-codec": "sign:1024|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
-    # one bit a value with a scale that keeps the update's length (no shrinkage)
-    "usign|zstd:3": {"uplink-codec": "usign|zstd:3", "downlink-codec": "q8|zstd:3"},
     # 0.9 bits a value: one bit a value is 29.7x a message with Flower's framing, so 30x
     # at fp32's rounds needs fewer bits (the dropped tenth waits in error feedback)
     "randk:0.9|usign:4096|zstd:3": {
         "uplink-codec": "randk:0.9|usign:4096|zstd:3",
-        "downlink-codec": "q8|zstd:3",
-    },
-    "fedavgm, usign:4096|zstd:3": {
-        "strategy": "fedavgm",
-        "uplink-codec": "usign:4096|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
 }
