@@ -19,7 +19,11 @@ population: WordNet + MiniLM, LoRA r=8, 8 phone and laptop clients, 8 rounds x 1
 steps, ``q8|zstd:3`` down, 3 seeds): 0.833 held-out accuracy after 8 rounds against fp32's
 0.833 (-0.03 points; per seed -0.4, -0.4, +0.8) with 27x fewer uplink bytes on the wire.
 What it trades: it reaches 0.80 one to two rounds later than fp32 (simulated time 1.12x,
-1.17x, 1.30x). One bit per value plus a scale per block, with error feedback; for the
+1.17x, 1.30x), as its scale shrinks updates to ~0.7: a smaller server step.
+``usign|zstd:3`` sends the same bits at fp32's step and follows fp32's accuracy within 2
+points there (0.80 in rounds 5, 5, 8 against 6, 5, 6), but costs rounds where fp32's step
+overshoots (link-bound population: 7, 15, 8 against ``sign``'s 5, 9, 8), so ``sign``
+stays the preset. One bit per value plus a scale per block, with error feedback; for the
 most bytes saved at a fixed accuracy target the same codec on VeRA's vectors with
 ``strategy=fedavgm`` and ``q2|zstd:3`` down (``benchmarks/bench_wordnet.py``: 102-107x
 uplink and 83-88x both ways on every seed, at 1.6-1.7x the client FLOPs)."""
