@@ -147,15 +147,17 @@ class Sign(_BlockQuantizer):
     """One bit per value (1 = negative) and mean |x| per block; biased, needs feedback."""
 
     bits = 1
+    name = "sign"
     forms = "sign[:BLOCK] (BLOCK 1..65536, default 256)"
 
     def __init__(self, *, block: int = DEFAULT_BLOCK) -> None:
         super().__init__(block=block)
-        self.spec = f"sign:{block}"
+        self.spec = f"{self.name}:{block}"
 
     @classmethod
     def from_arg(cls, arg: str | None) -> Sign:
-        return cls(block=parse_int(arg, name="sign", default=DEFAULT_BLOCK, low=1, high=MAX_BLOCK))
+        block = parse_int(arg, name=cls.name, default=DEFAULT_BLOCK, low=1, high=MAX_BLOCK)
+        return cls(block=block)
 
     def _scales(self, grid: np.ndarray, count: int) -> np.ndarray:
         sizes = np.full(grid.shape[0], self.block, np.float32)
@@ -181,15 +183,8 @@ class UnbiasedSign(Sign):
     clients points the same way (cosine 0.92 with the fp32 mean either way) but is 0.76
     of its length. Error feedback then carries a residual orthogonal to the update."""
 
+    name = "usign"
     forms = "usign[:BLOCK] (BLOCK 1..65536, default 256)"
-
-    def __init__(self, *, block: int = DEFAULT_BLOCK) -> None:
-        super().__init__(block=block)
-        self.spec = f"usign:{block}"
-
-    @classmethod
-    def from_arg(cls, arg: str | None) -> UnbiasedSign:
-        return cls(block=parse_int(arg, name="usign", default=DEFAULT_BLOCK, low=1, high=MAX_BLOCK))
 
     def _scales(self, grid: np.ndarray, count: int) -> np.ndarray:
         l1 = np.abs(grid).sum(axis=1, dtype=np.float64)
