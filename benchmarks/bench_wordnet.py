@@ -99,6 +99,14 @@ LINK_BOUND_PROBES = {
         "server-momentum": 0.0,
         "server-lr": 0.7,
     },
+    "auto, server lr 0.7, 5 steps": {  # the laptops' fp32 at sign's step
+        "local-steps": 5,
+        "strategy": "fedavgm",
+        "server-momentum": 0.0,
+        "server-lr": 0.7,
+        "uplink-codec": "auto",
+        "downlink-codec": "q8|zstd:3",
+    },
     "usign|zstd:3, server lr 0.7, 5 steps": {  # usign's bits at sign's step
         "local-steps": 5,
         "strategy": "fedavgm",

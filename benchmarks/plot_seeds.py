@@ -36,7 +36,8 @@ POPULATIONS = {
          ("usign_zstd_3__5_steps", "usign|zstd:3, 5 steps"),
          ("by-link_3g=usign__5_steps", "usign on the phones, fp32 laptops, 5 steps"),
          ("fedavg_fp32__server_lr_0.7__5_steps", "fedavg fp32, server lr 0.7, 5 steps"),
-         ("usign_zstd_3__server_lr_0.7__5_steps", "usign|zstd:3, server lr 0.7, 5 steps")],
+         ("usign_zstd_3__server_lr_0.7__5_steps", "usign|zstd:3, server lr 0.7, 5 steps"),
+         ("auto__server_lr_0.7__5_steps", "auto, server lr 0.7, 5 steps")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
