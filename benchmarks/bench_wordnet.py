@@ -79,6 +79,8 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
 }
+# sign's shrinkage as a server step for every client: 0.7, no momentum, 5 local steps
+STEP_07 = {"local-steps": 5, "strategy": "fedavgm", "server-momentum": 0.0, "server-lr": 0.7}
 LINK_BOUND_PROBES = {
     # sign shrinks every phone's update by ~0.7 and the laptops' fp32 not at all: does
     # `auto`'s mix (phones one bit, laptops fp32) lose rounds to that reweighting?
@@ -92,26 +94,14 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "by-link:3g=usign|zstd:3,*=none",
         "downlink-codec": "q8|zstd:3",
     },
-    # fp32 with the shrinkage sign applies, as a server step of 0.7 (no momentum)
-    "fedavg fp32, server lr 0.7, 5 steps": {
-        "local-steps": 5,
-        "strategy": "fedavgm",
-        "server-momentum": 0.0,
-        "server-lr": 0.7,
-    },
+    "fedavg fp32, server lr 0.7, 5 steps": STEP_07,
     "auto, server lr 0.7, 5 steps": {  # the laptops' fp32 at sign's step
-        "local-steps": 5,
-        "strategy": "fedavgm",
-        "server-momentum": 0.0,
-        "server-lr": 0.7,
+        **STEP_07,
         "uplink-codec": "auto",
         "downlink-codec": "q8|zstd:3",
     },
     "usign|zstd:3, server lr 0.7, 5 steps": {  # usign's bits at sign's step
-        "local-steps": 5,
-        "strategy": "fedavgm",
-        "server-momentum": 0.0,
-        "server-lr": 0.7,
+        **STEP_07,
         "uplink-codec": "usign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },

@@ -339,7 +339,7 @@ def test_encode_refuses_bad_seeds(seed):
 
 def test_usign_keeps_each_blocks_projection_where_sign_shrinks_it():
     x = update(1000, seed=7) * np.repeat(np.float32([1, 30]), 500)  # blocks of unequal scale
-    x[:100] = 0  # a zero stretch inside a block, and below a whole zero block
+    x[:100] = 0  # block 0 all zeros, and a last block of zeros below
     x = np.concatenate([x, np.zeros(100, np.float32)])
     y_sign = decode(encode("sign:100", x), max_elements=x.size)
     y_usign = decode(encode("usign:100", x), max_elements=x.size)
