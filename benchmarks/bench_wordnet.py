@@ -134,6 +134,14 @@ RECIPES = {  # explicit specs: what `recommended` stands for is decided from thi
         "downlink-codec": "q8|zstd:3",
     },
     "fedavgm fp32": {"strategy": "fedavgm"},
+    # the adapter on the top 3 of MiniLM's 6 blocks: half the values, and backward stops
+    # at block 3 (0.74x the FLOPs a step); usign keeps fp32's step
+    "usign|zstd:3, top 3 blocks": {
+        "lora-layers": "top:3",
+        "uplink-codec": "usign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
+    "fp32, top 3 blocks": {"lora-layers": "top:3"},  # its uncompressed twin
     "fedavgm, vera, sign|zstd:3": {**FEDAVGM_VERA_SIGN, "downlink-codec": "q8|zstd:3"},
     # the same with a lighter downlink: the q8 global VeRA vectors are 5x the uplink, and
     # the server keeps what a 2-bit downlink drops for the next round

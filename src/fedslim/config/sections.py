@@ -16,7 +16,7 @@ from ..resources import uplink
 from ..strategies import catalog
 from ..strategies.ranks import parse_ranks
 from ..strategies.spec import StrategySpec
-from ..task import methods
+from ..task import layers, methods
 
 
 def _key(text: str, default: Any, key: str | None = None) -> Any:
@@ -100,6 +100,11 @@ class AdapterConfig:
         'comma-separated module names, "all-linear", or "auto" (PEFT default for the architecture)',
         "auto",
     )
+    lora_layers: str = _key(
+        f"the blocks that carry the adapter: {layers.FORMS}; the top blocks only send fewer "
+        "values and train faster (backward stops at the lowest adapted block)",
+        "",
+    )
     lora_ranks: str = _key(
         'heterogeneous ranks, e.g. "4,8": partition p trains ranks[p % len] (<= lora-r); '
         '"" = everyone at lora-r',
@@ -137,6 +142,10 @@ class AdapterConfig:
             raise ConfigError(f"config key 'adapter-method': {exc}") from None
         _check(1 <= self.lora_r <= MAX_RANK, "lora-r", f"an integer in 1..{MAX_RANK}")
         _check(self.lora_alpha > 0, "lora-alpha", "a float > 0")
+        try:
+            layers.check(self.lora_layers)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'lora-layers': {exc}") from None
         try:
             parse_ranks(self.lora_ranks, self.lora_r)
         except ValueError as exc:

@@ -30,7 +30,7 @@ from peft import (
 
 from .. import seeds
 from ..resources.memory import Setting
-from . import methods, precision
+from . import layers, methods, precision
 from .lora_names import LORA_A
 from .methods import Method
 
@@ -95,6 +95,7 @@ class ModelSpec:
     method: Method = Method()  # LoRA, or a PEFT method with seeded frozen factors
     setting: Setting = Setting()  # the base's precision / quantization, checkpointing
     device: str = "cpu"
+    lora_layers: str = ""  # the adapted blocks (``layers.py``): "" every block
 
     @classmethod
     def from_config(
@@ -127,6 +128,7 @@ class ModelSpec:
             method=methods.parse(adapter.adapter_method),
             setting=setting or Setting(),
             device=device,
+            lora_layers=adapter.lora_layers,
         )
 
 
@@ -218,6 +220,13 @@ def adapter_config(spec: ModelSpec):
         targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
     task_type = TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM
     common = dict(task_type=task_type, target_modules=targets)
+    if spec.lora_layers:
+        text = model_config(spec)
+        text = getattr(text, "text_config", text)
+        try:
+            common["layers_to_transform"] = layers.blocks(spec.lora_layers, text.num_hidden_layers)
+        except ValueError as exc:
+            raise ValueError(f"config key 'lora-layers': {exc}") from None
     method, seed = spec.method, seeds.adapter_init(spec.seed)  # the frozen factors' seed
     if method.name == "vera":
         return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
@@ -232,11 +241,12 @@ def adapter_config(spec: ModelSpec):
 def build_model(spec: ModelSpec) -> torch.nn.Module:
     """Base model + adapter (LoRA or another method) and a trainable head for classification."""
     base = build_base(spec)
+    config = adapter_config(spec)
     torch.manual_seed(seeds.adapter_init(spec.seed))  # identical g0 on every node
     try:
         with warnings.catch_warnings():  # PEFT probes a deprecated transformers attribute
             warnings.simplefilter("ignore", FutureWarning)
-            model = get_peft_model(base, adapter_config(spec))
+            model = get_peft_model(base, config)
     except ValueError as exc:  # e.g. target modules not found
         raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
     if spec.freeze_a:
