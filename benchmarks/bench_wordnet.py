@@ -100,6 +100,11 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "auto",
         "downlink-codec": "q8|zstd:3",
     },
+    "sign|zstd:3, server lr 0.7, 5 steps": {  # the best fixed pipeline, at auto's step
+        **STEP_07,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
     "usign|zstd:3, server lr 0.7, 5 steps": {  # usign's bits at sign's step
         **STEP_07,
         "uplink-codec": "usign|zstd:3",

@@ -20,7 +20,9 @@ POPULATIONS = {
          ("fedavgm__vera__sign_zstd_3", "fedavgm, VeRA, sign|zstd:3"),
          ("fedavgm__vera__sign_zstd_3_q2_down", "fedavgm, VeRA, sign|zstd:3 / q2 down"),
          ("usign_zstd_3", "usign|zstd:3"),
-         ("randk_0.9_usign_4096_zstd_3", "randk:0.9|usign:4096|zstd:3")],
+         ("randk_0.9_usign_4096_zstd_3", "randk:0.9|usign:4096|zstd:3"),
+         ("usign_zstd_3__top_3_blocks", "usign|zstd:3, top 3 blocks"),
+         ("fp32__top_3_blocks", "fp32, top 3 blocks")],
         "compute-bound population: 5 phones on LTE/3G, 3 laptops on WiFi, LoRA r=8 "
         "(8 rounds)",
         "benchmarks/results/bench-wordnet/seeds.png",
@@ -37,7 +39,8 @@ POPULATIONS = {
          ("by-link_3g=usign__5_steps", "usign on the phones, fp32 laptops, 5 steps"),
          ("fedavg_fp32__server_lr_0.7__5_steps", "fedavg fp32, server lr 0.7, 5 steps"),
          ("usign_zstd_3__server_lr_0.7__5_steps", "usign|zstd:3, server lr 0.7, 5 steps"),
-         ("auto__server_lr_0.7__5_steps", "auto, server lr 0.7, 5 steps")],
+         ("auto__server_lr_0.7__5_steps", "auto, server lr 0.7, 5 steps"),
+         ("sign_zstd_3__server_lr_0.7__5_steps", "sign|zstd:3, server lr 0.7, 5 steps")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
