@@ -56,8 +56,9 @@ def test_top_blocks_send_fewer_values_and_train_with_fewer_flops():
         names = [n for n in get_adapter(model) if "lora_" in n]
         assert names and all(".layers.1." in n for n in names) == bool(spec.lora_layers)
         sizes.append(sum(get_adapter(model)[n].size for n in names))
-        results.append(train_local(model, task, task.train_idx, build_tokenizer("tiny"),
-                                   steps=2, batch_size=8, lr=1e-2, max_length=32, seed=1))  # fmt: skip
+        tok = build_tokenizer("tiny")
+        results.append(train_local(model, task, task.train_idx, tok, steps=2, batch_size=8,
+                                   lr=1e-2, max_length=32, seed=1))  # fmt: skip
     assert sizes[1] * 2 == sizes[0]
     assert results[1].flops < results[0].flops
     moved = get_adapter(model)

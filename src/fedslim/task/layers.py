@@ -40,5 +40,6 @@ def blocks(spec: str, depth: int) -> list[int] | None:
         low, _, high = part.partition("-")
         chosen.update(range(int(low), int(high or low) + 1))
     if max(chosen) >= depth:
-        raise ValueError(f"{spec!r}: block {max(chosen)} is past the model's {depth} (0..{depth - 1})")
+        last = max(chosen)
+        raise ValueError(f"{spec!r}: block {last} is past the model's {depth} (0..{depth - 1})")
     return sorted(chosen)
