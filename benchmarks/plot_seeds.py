@@ -34,7 +34,8 @@ POPULATIONS = {
          ("fedavgm__sign_zstd_3", "fedavgm, sign|zstd:3"),
          ("sign_zstd_3__5_steps", "sign|zstd:3, 5 steps"),
          ("fedavg_fp32__5_steps", "fedavg fp32, 5 steps"),
-         ("auto__5_steps", "auto, 5 steps"),
+         ("auto__5_steps", "auto, 5 steps (uplink-gains=match)"),
+         ("auto__5_steps__own_gains", "auto, 5 steps, own gains"),
          ("usign_zstd_3__5_steps", "usign|zstd:3, 5 steps"),
          ("by-link_3g=usign__5_steps", "usign on the phones, fp32 laptops, 5 steps"),
          ("fedavg_fp32__server_lr_0.7__5_steps", "fedavg fp32, server lr 0.7, 5 steps"),
@@ -51,10 +52,14 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--population", choices=sorted(POPULATIONS), default="link-bound")
 ap.add_argument("--runs", default="", help="the runs directory (default: the population's)")
 ap.add_argument("--out", default="", help="the figure (default: the population's)")
+ap.add_argument("--seeds", type=int, default=3, help="panels: seeds 0..N-1")
+ap.add_argument("--only", default="", help="run keys to draw, comma-separated (default: all)")
 args = ap.parse_args()
 base, recipes, title, out = POPULATIONS[args.population]
 base, out = args.runs or base, args.out or out
-fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+if args.only:
+    recipes = [r for r in recipes if r[0] in args.only.split(",")]
+fig, axes = plt.subplots(1, args.seeds, figsize=(4.3 * args.seeds + 0.1, 4), sharey=True)
 for s, ax in enumerate(axes):
     for i, (key, label) in enumerate(recipes):  # one colour per recipe on every seed
         try:

@@ -34,6 +34,7 @@ BAD = [  # (values, key named in the error)
     ({"uplink-codec": "topk:0"}, "uplink-codec"),
     ({"downlink-codec": "zstd|q4"}, "downlink-codec"),
     ({"error-feedback": "sometimes"}, "error-feedback"),
+    ({"uplink-gains": "mean"}, "uplink-gains"),
     ({"strategy": "fedavg", "server-lr": "0.1"}, "server-lr"),  # ignored by fedavg
     ({"strategy": "fedadam", "proximal-mu": "0.1"}, "proximal-mu"),
     ({"strategy": "krum", "byzantine-clients": "1"}, "min-train-clients"),
@@ -149,3 +150,10 @@ def test_a_recorded_config_differs_only_where_the_experiment_does(tmp_path, monk
     assert cfg.differences(saved | {"population": "./other.csv"}) == ["population"]
     assert cfg.differences(saved | {"population": "gone.csv"}) == ["population"]
     assert cfg.differences(saved | {"seed": 9}) == ["seed"]
+    # a key whose default changed what runs do: a record without it ran the old way
+    auto = cfg.replace(uplink_codec="auto")
+    before = {k: v for k, v in auto.record().items() if k != "uplink-gains"}
+    assert auto.differences(before | {"population": "pop.csv"}) == ["uplink-gains"]
+    own = auto.replace(uplink_gains="own")
+    assert own.differences(before | {"population": "pop.csv"}) == []
+    assert "uplink-gains" not in cfg.record()  # one pipeline for all: the key is not read

@@ -88,12 +88,13 @@ N = 1250
 PARTS = {101: 0, 202: 1, 303: 2}  # node -> partition: on 3G, on LTE, unknown link
 
 
-def _round(updates, *, cheat=()):
+def _round(updates, *, cheat=(), gains="own"):
     """A fedavg round under by-link pipelines; clients in ``cheat`` send raw fp32."""
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
-    cfg = RunConfig.of(uplink_codec="by-link:3g=q4|zstd:3,lte=sign|zstd:3,*=none")
+    cfg = RunConfig.of(uplink_codec="by-link:3g=q4|zstd:3,lte=sign|zstd:3,*=none",
+                       uplink_gains=gains)  # fmt: skip
     clock = Unmetered({0: (DEVICES["phone-low"], LINKS["3g"]), 1: (None, LINKS["lte"])})
-    plan = UplinkPlan(cfg.codecs.policy, clock=clock)
+    plan = UplinkPlan(cfg.codecs.policy, clock=clock, match_gains=gains == "match")
     strategy = fedavg(PARTS, LAYOUT, cfg=cfg, uplink=cfg.codecs.uplink, clock=clock, uplinks=plan)
     glob = {"a": np.zeros((40, 30), np.float32), "b": np.zeros(50, np.float32)}
     msgs = strategy.configure_train(1, arrays_record(glob), ConfigRecord(), Grid(PARTS))
@@ -121,6 +122,24 @@ def test_replies_of_different_pipelines_aggregate_like_decoding_each_by_hand():
     got = np.concatenate([a.numpy().ravel() for a in record.values()])
     np.testing.assert_allclose(got, by_hand, rtol=1e-6, atol=1e-7)
     assert not np.allclose(got, sum(updates.values()) / 3, atol=1e-3)  # lossy: not the raw
+
+
+def test_matched_gains_put_the_lossless_reply_at_the_lossy_pipelines_step():
+    """q4 keeps ~all of an update's projection, sign ~2/pi of a Gaussian one: the fp32
+    reply enters at sign's gain on it; the lossy replies as they were decoded."""
+    rng = np.random.default_rng(0)
+    updates = {n: rng.normal(scale=0.1, size=N).astype(np.float32) for n in PARTS}
+    strategy, record, blobs = _round(updates, gains="match")
+    raw = updates[303]
+    signed = decode(build("sign|zstd:3").encode(raw))
+    scale = float(np.dot(signed, raw) / np.dot(raw, raw))
+    assert 0.55 < scale < 0.75
+    decoded = {101: decode(blobs[101]), 202: decode(blobs[202]), 303: scale * raw}
+    by_hand = sum(w * decoded[n] for n, w in zip(PARTS, (10, 20, 30), strict=True)) / 60
+    got = np.concatenate([a.numpy().ravel() for a in record.values()])
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-6)
+    scales = {r.client: r.update_scale for r in strategy.rows}
+    assert scales[0] == scales[1] == 1.0 and scales[2] == pytest.approx(scale, rel=1e-5)
 
 
 def test_a_client_that_ignores_its_pipeline_is_dropped_and_the_round_goes_on():

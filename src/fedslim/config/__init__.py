@@ -53,6 +53,8 @@ __all__ = [
 
 
 TRACKERS = {"none": "", "tensorboard": "tensorboard", "mlflow": "mlflow"}  # name -> package
+# keys added with a default that changed behaviour: what a record made before them had
+BEFORE = {"uplink-gains": "own"}
 SECTIONS = {
     "task": TaskConfig,
     "adapter": AdapterConfig,
@@ -206,17 +208,22 @@ class RunConfig:
 
     def record(self) -> dict[str, Any]:
         """The keys that define the experiment, for results and resume checks: every key
-        except the tuning keys the chosen strategy does not read, ``overwrite`` and
-        ``tracker`` (how the run was started and watched, not what it is)."""
+        except the tuning keys the chosen strategy does not read, ``uplink-gains`` under
+        one pipeline for all, ``overwrite`` and ``tracker`` (how the run was started and
+        watched, not what it is)."""
         spec = self.strategy.spec
-        kept = {k: v for k, v in self.to_mapping().items() if k not in ("overwrite", "tracker")}
+        unread = {"overwrite", "tracker"} | (
+            set() if self.codecs.policy.per_client else {"uplink-gains"}  # one pipeline
+        )
+        kept = {k: v for k, v in self.to_mapping().items() if k not in unread}
         return {k: v for k, v in kept.items() if k not in catalog.OPTIONS or spec.reads(k)}
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """Keys whose value differs from a recorded config (``summary.json``, a checkpoint);
-        a key added since it was recorded counts as its default, which keeps the old
-        behaviour, and a file named by another spelling of its path is the same file."""
-        default = RunConfig().to_mapping()
+        a key added since it was recorded counts as the value that keeps the old behaviour
+        (its default, or :data:`BEFORE`), and a file named by another spelling of its path
+        is the same file."""
+        default = RunConfig().to_mapping() | BEFORE
         return [k for k, v in self.record().items()
                 if not _same(saved.get(k, default[k]), v)]  # fmt: skip
 

@@ -177,6 +177,12 @@ class CodecConfig:
         "by (1 + this) x the slowest client's compute (by (1 - this) x deadline-s when set)",
         0.1,
     )
+    uplink_gains: str = _key(
+        'a pipeline per client: "match" (a lossless reply in a round of lossy pipelines '
+        'takes their step: scaled by the smallest of their gains on it) or "own" (each '
+        "reply takes its pipeline's own step; the behaviour before this key)",
+        "match",
+    )
 
     def __post_init__(self) -> None:
         for key, check, value in (
@@ -188,6 +194,8 @@ class CodecConfig:
             except ValueError as exc:
                 raise ConfigError(f"config key '{key}': {exc}") from None
         _check(0.0 <= self.auto_uplink_share < 1.0, "auto-uplink-share", "a float in [0, 1)")
+        _check(self.uplink_gains in ("own", "match"), "uplink-gains", '"own" or "match"',
+               self.uplink_gains)  # fmt: skip
 
     @property
     def policy(self) -> uplink.Policy:

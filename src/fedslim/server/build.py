@@ -90,6 +90,7 @@ def _uplinks(cfg: RunConfig, model, task, clock: Clock, partitions: list[int]) -
         share=cfg.codecs.auto_uplink_share,
         deadline_s=cfg.sim.deadline_s,
         framing=1.0 + cfg.sim.transport_overhead,
+        match_gains=cfg.codecs.uplink_gains == "match",
     )
 
 

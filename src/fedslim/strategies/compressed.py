@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from logging import WARNING
+from logging import INFO, WARNING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -36,7 +36,7 @@ from ..ledger import ClientRow
 from ..privacy.dpfedavg import CentralDP
 from ..transport import RESYNC, make_downlink, reconstruct
 from ..vectors import digest, size_of
-from . import private
+from . import gains, private
 from .clock import Clock, Unmetered
 from .ranks import RankMap
 from .secure import SecureRounds
@@ -68,6 +68,7 @@ class Compressed(Strategy):
         self.inner, self.uplink, self.downlink = inner, uplink, downlink
         # each client's own pipeline (uplink-codec=auto, by-link:), sent in its instruction
         self.uplinks = uplinks if uplinks is not None and uplinks.per_client else None
+        self.match_gains = self.uplinks is not None and self.uplinks.match_gains  # gains.py
         self.views, self.seed = views, seed
         self.partitions = partitions  # node id -> partition id
         self.client_options = dict(client_options or {})  # sent in every instruction
@@ -188,7 +189,21 @@ class Compressed(Strategy):
             )
             return None, rows
         ok_rows = [r for r in rows if r.ok]
+        if self.match_gains:
+            accepted = self._matched(server_round, accepted)
         return self._merge(server_round, accepted, ok_rows), rows
+
+    def _matched(self, server_round: int, accepted: list) -> list:
+        """Lossless replies at the step of the round's lossy pipelines (``gains.py``)."""
+        specs = [self.uplink_of(part) for _, part, *_ in accepted]
+        starts = [self.sent[self.views.of(part)][: local.size] for _, part, _, local, _ in accepted]
+        locals_, scales = gains.match([a[3] for a in accepted], starts, specs)
+        for (_, part, _, _, row), scale in zip(accepted, scales, strict=True):
+            if scale != 1.0:
+                row.update_scale = scale
+                log(INFO, "round %d: client %d's lossless update entered at %.3f of its step",
+                    server_round, part, scale)  # fmt: skip
+        return [(*a[:3], local, a[4]) for a, local in zip(accepted, locals_, strict=True)]
 
     def _merge(self, server_round: int, accepted: list, rows: list[ClientRow]) -> Adapter | None:
         if self.secure is not None or self.dp is not None:

@@ -23,8 +23,10 @@ class UplinkPlan:
         share: float = 0.1,
         deadline_s: float = 0.0,
         framing: float = 1.0,
+        match_gains: bool = False,
     ) -> None:
         self.policy, self.clock = policy, clock
+        self.match_gains = match_gains  # lossless replies at the lossy ones' step (gains.py)
         self.round_flops, self.share = round_flops, share
         self.deadline_s, self.framing = deadline_s, framing
         self.chosen: dict[int, str] = {}
