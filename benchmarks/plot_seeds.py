@@ -59,7 +59,9 @@ base, recipes, title, out = POPULATIONS[args.population]
 base, out = args.runs or base, args.out or out
 if args.only:
     recipes = [r for r in recipes if r[0] in args.only.split(",")]
-fig, axes = plt.subplots(1, args.seeds, figsize=(4.3 * args.seeds + 0.1, 4), sharey=True)
+fig, axes = plt.subplots(1, args.seeds, figsize=(4.3 * args.seeds + 0.1, 4), sharey=True,
+                         squeeze=False)  # fmt: skip
+axes = axes[0]
 for s, ax in enumerate(axes):
     for i, (key, label) in enumerate(recipes):  # one colour per recipe on every seed
         try:

@@ -12,6 +12,7 @@ from fedslim.config import RunConfig
 from fedslim.errors import ConfigError
 from fedslim.resources import uplink
 from fedslim.resources.profiles import DEVICES, LINKS
+from fedslim.strategies import gains
 from fedslim.strategies.clock import Unmetered
 from fedslim.strategies.uplinks import UplinkPlan
 
@@ -140,6 +141,24 @@ def test_matched_gains_put_the_lossless_reply_at_the_lossy_pipelines_step():
     np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-6)
     scales = {r.client: r.update_scale for r in strategy.rows}
     assert scales[0] == scales[1] == 1.0 and scales[2] == pytest.approx(scale, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("specs", "scaled_by"),
+    [(["none", "sign|zstd:3", "topk:0.01|q4|zstd:3"], "sign|zstd:3"),  # sign sets the step
+     (["none", "topk:0.01|q4|zstd:3"], None),  # a sparsifier's gain is no step
+     (["none", "q8|zstd:3"], None),  # q8 keeps the step: 0.9999 counts as 1
+     (["none", "zstd:3"], None)],  # lossless both
+)  # fmt: skip
+def test_only_dense_lossy_pipelines_set_a_rounds_step(specs, scaled_by):
+    rng = np.random.default_rng(2)
+    starts = [rng.normal(size=N).astype(np.float32) for _ in specs]
+    updates = [rng.normal(scale=0.1, size=N).astype(np.float32) for _ in specs]
+    locals_, scales = gains.match([s + u for s, u in zip(starts, updates, strict=True)],
+                                  starts, specs)  # fmt: skip
+    expected = gains.gain(scaled_by, updates[0]) if scaled_by else 1.0
+    assert scales == [pytest.approx(expected, rel=1e-5)] + [1.0] * (len(specs) - 1)
+    np.testing.assert_allclose(locals_[0], starts[0] + expected * updates[0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_client_that_ignores_its_pipeline_is_dropped_and_the_round_goes_on():

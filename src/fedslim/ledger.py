@@ -46,7 +46,8 @@ class ClientRow:
     energy_j: float = 0.0  # spent whether or not the update was aggregated
     peak_mem_mb: float = 0.0  # estimated peak training memory
     cost_usd: float = 0.0  # data and electricity
-    update_norm: float = 0.0  # dp=central: the decoded update's L2 norm before clipping
+    update_norm: float = 0.0  # dp=central: the update's L2 norm before clipping (decoded,
+    # and scaled to the round's step under uplink-gains=match)
     update_scale: float = 1.0  # uplink-gains=match: the step its lossless update took
     exchanges: int = 1  # message round trips (secagg adds its key, share, unmask requests)
 

@@ -41,9 +41,31 @@ def test_a_bad_form_fails_the_config_naming_the_key():
         split_config({"lora-layers": "top"})
 
 
-def test_a_block_past_the_model_fails_the_build_naming_the_key():
+def test_a_block_past_the_model_fails_before_the_engine_starts_naming_the_key(tmp_path):
+    """The depth comes from the model's config file: nothing starts, nothing is written."""
+    from typer.testing import CliRunner
+
+    from fedslim.cli import cli
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["simulate", "--set", "lora-layers=top:3", "--out", str(out), "--overwrite"]
+    )
+    assert result.exit_code == 2 and "'lora-layers'" in result.output
+    assert "has 2 blocks" in " ".join(result.output.split())
+    assert not out.exists()
     with pytest.raises(ValueError, match="'lora-layers'.*has 2 blocks"):
         build_model(dataclasses.replace(SPEC, lora_layers="top:3"))
+
+
+def test_the_memory_estimate_keeps_activations_from_the_lowest_adapted_block_up():
+    from fedslim.resources.memory import Setting, activation_bytes
+    from fedslim.task.shape import shape
+
+    every, top = (shape(dataclasses.replace(SPEC, lora_layers=s)) for s in ("", "top:1"))
+    assert (every.adapted_from, top.adapted_from) == (0, 1)
+    both = (activation_bytes(s, Setting(), batch=8, seq=32) for s in (every, top))
+    assert next(both) == 2 * next(both)  # the tiny model's 2 blocks, 1 of them adapted
 
 
 def test_top_blocks_send_fewer_values_and_train_with_fewer_flops():

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..errors import ConfigError
 from .common import (
     ConfigOpt,
     OutOpt,
@@ -61,6 +62,8 @@ def simulate(
         t_call = time.monotonic()
         try:
             summary = run_simulation(run, sim, report=reporter, verbose=verbose)
+        except ConfigError as exc:  # found before the engine starts (profiles, model depth)
+            _fail(exc, 2)
         except Exception as exc:  # the run failed: say why, keep what was written
             _fail(exc, 1)
     t_done = time.monotonic()

@@ -90,6 +90,7 @@ class Shape:
     ffn: int
     vocab: int
     lm_head: bool  # logits over the vocabulary at every position (a causal LM's loss)
+    adapted_from: int = 0  # the lowest adapted block: the blocks below save nothing
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,11 @@ def activation_bytes(shape: Shape, setting: Setting, *, batch: int, seq: int) ->
     width = BYTES[setting.precision]
     tokens = batch * seq
     per_layer = tokens * (ACT_HIDDEN * shape.hidden + ACT_FFN * shape.ffn) * width
+    layers = shape.layers - shape.adapted_from  # backward stops at the lowest adapted block
     if setting.gradient_checkpointing:
-        kept = shape.layers * tokens * shape.hidden * width + per_layer
+        kept = layers * tokens * shape.hidden * width + per_layer
     else:
-        kept = shape.layers * per_layer
+        kept = layers * per_layer
     logits = LOGIT_COPIES * tokens * shape.vocab * 4 if shape.lm_head else 0
     return kept + logits
 

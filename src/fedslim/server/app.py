@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from ..adapter import Adapter
 from ..client.workload import initial_global, run_model, run_task
-from ..config import RunConfig
+from ..config import BEFORE, RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
 from ..strategies.clock import Clock
 from ..strategies.secure import check_clients
@@ -263,7 +263,9 @@ RESUMABLE_CHANGES = {"num-server-rounds", "resume", "out", "target-accuracy"}
 def _check_resumable(saved: dict, cfg: RunConfig) -> None:
     changed = [k for k in cfg.differences(saved) if k not in RESUMABLE_CHANGES]
     if changed:
+        key = changed[0]
+        was = saved.get(key, (RunConfig().to_mapping() | BEFORE)[key])  # recorded before it
         raise ValueError(
-            f"--resume: config key '{changed[0]}' differs from the checkpoint "
-            f"({saved.get(changed[0])!r} -> {cfg.record()[changed[0]]!r})"
+            f"--resume: config key '{key}' differs from the checkpoint "
+            f"({was!r} -> {cfg.record()[key]!r}; --set {key}={was} continues it)"
         )

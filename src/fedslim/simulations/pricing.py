@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..ledger import ClientRow
 from ..resources import cost, memory, profiles
 from ..strategies.secure import check_clients
+from ..task.models import ModelSpec, adapted_blocks
 from .population import Member, assign, is_available
 
 
@@ -170,6 +171,10 @@ def check(cfg: RunConfig, num_partitions: int) -> None:
     if cfg.privacy.secagg:
         r = cfg.rounds
         check_clients(num_partitions, r.fraction_train, r.min_train_clients)
+    try:  # the model's depth is known from its config file alone
+        adapted_blocks(ModelSpec.from_config(cfg.adapter, seed=0, num_labels=2, kind="cls"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     links = load_profiles(cfg)[1]
     unknown = sorted(cfg.codecs.policy.by_link.keys() - {"*"} - links.keys())
     if unknown:

@@ -10,7 +10,9 @@ run's, or its own under ``uplink-codec=auto|by-link:``, ``uplinks.py``), into th
 client's update and added to the global adapter sent this round (not to the client's
 lossy copy of it, so what the downlink codec dropped stays in the global and goes out
 next round) before the inner strategy sees it, so the inner strategy (FedAvg, FedOpt,
-...) only ever handles plain arrays. A reply that fails to decode, is not finite, is too
+...) only ever handles plain arrays. Under a pipeline per client, a lossless update in a
+round of one-bit ones is first scaled to their step (``gains.py``), so clients weigh by
+their data whatever their link. A reply that fails to decode, is not finite, is too
 large, or lacks what aggregation needs is dropped with a logged reason; the round goes
 on. :meth:`Compressed.aggregate`
 returns the new adapter and one ledger row per client; replies are never rewritten.

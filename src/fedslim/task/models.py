@@ -221,12 +221,7 @@ def adapter_config(spec: ModelSpec):
     task_type = TaskType.SEQ_CLS if spec.kind == "cls" else TaskType.CAUSAL_LM
     common = dict(task_type=task_type, target_modules=targets)
     if spec.lora_layers:
-        text = model_config(spec)
-        text = getattr(text, "text_config", text)
-        try:
-            common["layers_to_transform"] = layers.blocks(spec.lora_layers, text.num_hidden_layers)
-        except ValueError as exc:
-            raise ValueError(f"config key 'lora-layers': {exc}") from None
+        common["layers_to_transform"] = adapted_blocks(spec)
     method, seed = spec.method, seeds.adapter_init(spec.seed)  # the frozen factors' seed
     if method.name == "vera":
         return VeraConfig(**common, r=method.size, projection_prng_key=seed, save_projection=False)
@@ -236,6 +231,18 @@ def adapter_config(spec: ModelSpec):
         return TinyLoraConfig(**common, r=method.rank, u=method.size, projection_seed=seed,
                               save_projection=False)  # fmt: skip
     return LoraConfig(**common, r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0)
+
+
+def adapted_blocks(spec: ModelSpec) -> list[int] | None:
+    """The blocks ``lora-layers`` names in this base (its config only, no weights);
+    ValueError naming the key for a block the base does not have."""
+    if not spec.lora_layers:
+        return None
+    text = model_config(spec)
+    try:
+        return layers.blocks(spec.lora_layers, getattr(text, "text_config", text).num_hidden_layers)
+    except ValueError as exc:
+        raise ValueError(f"config key 'lora-layers': {exc}") from None
 
 
 def build_model(spec: ModelSpec) -> torch.nn.Module:
@@ -248,7 +255,10 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             warnings.simplefilter("ignore", FutureWarning)
             model = get_peft_model(base, config)
     except ValueError as exc:  # e.g. target modules not found
-        raise ValueError(f"config key 'lora-targets' ({spec.lora_targets!r}): {exc}") from exc
+        keys = f"config key 'lora-targets' ({spec.lora_targets!r})"
+        if spec.lora_layers:  # or no module of the chosen blocks matched
+            keys = f"{keys} with 'lora-layers' ({spec.lora_layers!r})"
+        raise ValueError(f"{keys}: {exc}") from exc
     if spec.freeze_a:
         for name, param in model.named_parameters():
             if LORA_A in name:

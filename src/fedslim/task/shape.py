@@ -9,7 +9,7 @@ import torch
 
 from ..resources.memory import Shape
 from . import precision
-from .models import adapter_config, model_class, model_config
+from .models import adapted_blocks, adapter_config, model_class, model_config
 from .random_base import empty
 
 
@@ -47,6 +47,7 @@ def shape(spec) -> Shape:
         ffn=getattr(text, "intermediate_size", 4 * text.hidden_size),
         vocab=text.vocab_size,
         lm_head=spec.kind != "cls",
+        adapted_from=min(adapted_blocks(spec) or [0]),
     )
 
 
