@@ -178,7 +178,7 @@ class UnbiasedSign(Sign):
     on the update is the update (DRIVE's scale, Vargaftik et al., NeurIPS 2021).
 
     ``sign``'s mean |x| is the L2-best scale for one client, but it shrinks every update
-    by the same ~0.7 (mean|x|^2 / mean x^2 of a LoRA update after 10 AdamW steps), and
+    by the same ~0.7 ((mean |x|)^2 / mean x^2 of a LoRA update after 10 AdamW steps), and
     averaging clients does not undo a shrinkage shared by all: the aggregate of 8 WordNet
     clients points the same way (cosine 0.92 with the fp32 mean either way) but is 0.76
     of its length. Error feedback then carries a residual orthogonal to the update."""
