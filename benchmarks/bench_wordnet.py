@@ -49,18 +49,15 @@ ADAPTER = {
 # lose); link-bound: up to 16, so that every recipe's time to 0.80 is measured on every
 # seed (runs stored with 8 rounds are continued from their checkpoints)
 ROUNDS = {"compute-bound": 8, "link-bound": 16}
-# `auto` rows stored before `uplink-gains` became "match" name "own" to stay reproducible
-OWN = {"uplink-gains": "own"}
 LINK_BOUND_RECIPES = {
     "fedavg fp32": {},
-    "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3", **OWN},
+    "auto": {"uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
     "sign|zstd:3": {"uplink-codec": "sign|zstd:3", "downlink-codec": "q8|zstd:3"},
     "vera, auto": {
         "adapter-method": "vera",
         "lr": 2e-2,
         "uplink-codec": "auto",
         "downlink-codec": "q8|zstd:3",
-        **OWN,
     },
     "q8|zstd:3": {"uplink-codec": "q8|zstd:3", "downlink-codec": "q8|zstd:3"},
     "fedavgm, sign|zstd:3": {
@@ -76,10 +73,9 @@ LINK_BOUND_RECIPES = {
         "downlink-codec": "q8|zstd:3",
     },
     "fedavg fp32, 5 steps": {"local-steps": 5},  # its uncompressed twin
-    "auto, 5 steps": {  # and its per-client twin: the laptops' fp32 at the phones' step
+    "auto, 5 steps": {  # and its per-client twin
         "local-steps": 5,
         "uplink-codec": "auto",
-        "uplink-gains": "match",
         "downlink-codec": "q8|zstd:3",
     },
 }
@@ -93,24 +89,22 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "usign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
-    "auto, 5 steps, own gains": {  # each reply at its own pipeline's step
+    "auto, 5 steps, matched gains": {  # the laptops' fp32 at the phones' sign step
         "local-steps": 5,
         "uplink-codec": "auto",
+        "uplink-gains": "match",
         "downlink-codec": "q8|zstd:3",
-        **OWN,
     },
     "by-link 3g=usign, 5 steps": {  # what `auto` picks, with usign in sign's rung
         "local-steps": 5,
         "uplink-codec": "by-link:3g=usign|zstd:3,*=none",
         "downlink-codec": "q8|zstd:3",
-        **OWN,
     },
     "fedavg fp32, server lr 0.7, 5 steps": STEP_07,
     "auto, server lr 0.7, 5 steps": {  # the laptops' fp32 at sign's step
         **STEP_07,
         "uplink-codec": "auto",
         "downlink-codec": "q8|zstd:3",
-        **OWN,
     },
     "sign|zstd:3, server lr 0.7, 5 steps": {  # the best fixed pipeline, at auto's step
         **STEP_07,

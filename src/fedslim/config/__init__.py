@@ -53,8 +53,6 @@ __all__ = [
 
 
 TRACKERS = {"none": "", "tensorboard": "tensorboard", "mlflow": "mlflow"}  # name -> package
-# keys added with a default that changed behaviour: what a record made before them had
-BEFORE = {"uplink-gains": "own"}
 SECTIONS = {
     "task": TaskConfig,
     "adapter": AdapterConfig,
@@ -220,10 +218,9 @@ class RunConfig:
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """Keys whose value differs from a recorded config (``summary.json``, a checkpoint);
-        a key added since it was recorded counts as the value that keeps the old behaviour
-        (its default, or :data:`BEFORE`), and a file named by another spelling of its path
-        is the same file."""
-        default = RunConfig().to_mapping() | BEFORE
+        a key added since it was recorded counts as its default, which keeps the old
+        behaviour, and a file named by another spelling of its path is the same file."""
+        default = RunConfig().to_mapping()
         return [k for k, v in self.record().items()
                 if not _same(saved.get(k, default[k]), v)]  # fmt: skip
 

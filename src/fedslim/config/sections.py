@@ -178,10 +178,10 @@ class CodecConfig:
         0.1,
     )
     uplink_gains: str = _key(
-        'a pipeline per client: "match" (a lossless reply in a round of lossy pipelines '
-        'takes their step: scaled by the smallest of their gains on it) or "own" (each '
-        "reply takes its pipeline's own step; the behaviour before this key)",
-        "match",
+        'a pipeline per client: "own" (each reply takes its pipeline\'s own step) or "match" '
+        "(a lossless reply in a round of dense lossy pipelines takes their step: scaled by "
+        "the smallest of their gains on it)",
+        "own",
     )
 
     def __post_init__(self) -> None:

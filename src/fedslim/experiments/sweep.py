@@ -93,9 +93,8 @@ def finished(p: Planned) -> bool:
 
 
 def progress(p: Planned) -> str:
-    """What a sweep does with a stored run. "done": it is this experiment (a key added
-    later counts as what keeps the old behaviour, ``RunConfig.differences``) with all its
-    rounds, or its target, or its budget.
+    """What a sweep does with a stored run. "done": it is this experiment (keys added
+    later count as their defaults) with all its rounds, or its target, or its budget.
     "extend": it is this experiment with fewer rounds, all of which ran (resumed from its
     checkpoint: a larger ``num-server-rounds`` is the one change a resume allows).
     "run": anything else."""

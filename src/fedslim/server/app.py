@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from ..adapter import Adapter
 from ..client.workload import initial_global, run_model, run_task
-from ..config import BEFORE, RunConfig
+from ..config import RunConfig
 from ..ledger import ClientRow, RoundRow, from_dict, to_dict
 from ..strategies.clock import Clock
 from ..strategies.secure import check_clients
@@ -264,7 +264,7 @@ def _check_resumable(saved: dict, cfg: RunConfig) -> None:
     changed = [k for k in cfg.differences(saved) if k not in RESUMABLE_CHANGES]
     if changed:
         key = changed[0]
-        was = saved.get(key, (RunConfig().to_mapping() | BEFORE)[key])  # recorded before it
+        was = saved.get(key, RunConfig().to_mapping()[key])  # a key added since: its default
         raise ValueError(
             f"--resume: config key '{key}' differs from the checkpoint "
             f"({was!r} -> {cfg.record()[key]!r}; --set {key}={was} continues it)"

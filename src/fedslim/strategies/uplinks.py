@@ -23,7 +23,7 @@ class UplinkPlan:
         share: float = 0.1,
         deadline_s: float = 0.0,
         framing: float = 1.0,
-        match_gains: bool = True,  # uplink-gains' default
+        match_gains: bool = False,  # uplink-gains=match
     ) -> None:
         self.policy, self.clock = policy, clock
         self.match_gains = match_gains  # lossless replies at the lossy ones' step (gains.py)
