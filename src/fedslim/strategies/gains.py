@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..compression import build, decode
+from ..compression import Pipeline, build
 
 NEAR_ONE = 1e-3  # q8's gain is 0.9999: a quantizer that keeps the step sets no scale
 
@@ -28,15 +28,11 @@ def gain(spec: str, update: np.ndarray) -> float:
     (the lossless stages, entropy coding, are skipped: they keep every bit)."""
     u = update.astype(np.float64)
     norm = float(np.dot(u, u))
-    pipeline = build(spec)
-    lossy_part = "|".join(
-        text for text, stage in zip(pipeline.specs, pipeline.stages, strict=True)
-        if not getattr(stage, "lossless", False)
-    )  # fmt: skip
-    if norm == 0.0 or not lossy_part:
+    lossy = Pipeline([s for s in build(spec).stages if not getattr(s, "lossless", False)])
+    if norm == 0.0 or not lossy.stages:
         return 1.0
-    blob = build(lossy_part).encode(update.astype(np.float32))
-    return float(np.dot(decode(blob, max_elements=update.size).astype(np.float64), u)) / norm
+    round_trip = lossy.decode(lossy.encode(update.astype(np.float32)), max_elements=update.size)
+    return float(np.dot(round_trip.astype(np.float64), u)) / norm
 
 
 def steps(specs: Iterable[str]) -> list[str]:

@@ -14,32 +14,38 @@ FORMS = '"" (every block), "top:N" (the last N blocks) or block indices, e.g. "3
 _FORM = re.compile(r"top:[1-9]\d*|\d+(-\d+)?(,\d+(-\d+)?)*")
 
 
-def check(spec: str) -> None:
-    """ValueError unless ``spec`` has one of :data:`FORMS` (the model's depth unknown)."""
-    if spec and not _FORM.fullmatch(spec):
+def _parse(spec: str) -> int | set[int]:
+    """``top:N`` -> N; indices -> the set; ValueError unless ``spec`` has a form."""
+    if not _FORM.fullmatch(spec):
         raise ValueError(f"{spec!r} is not one of {FORMS}")
-    for part in spec.split(",") if spec and not spec.startswith("top:") else []:
+    if spec.startswith("top:"):
+        return int(spec[4:])
+    chosen: set[int] = set()
+    for part in spec.split(","):
         low, _, high = part.partition("-")
         if high and int(high) < int(low):
             raise ValueError(f"{spec!r}: the range {part!r} runs backwards")
+        chosen.update(range(int(low), int(high or low) + 1))
+    return chosen
+
+
+def check(spec: str) -> None:
+    """ValueError unless ``spec`` has one of :data:`FORMS` (the model's depth unknown)."""
+    if spec:
+        _parse(spec)
 
 
 def blocks(spec: str, depth: int) -> list[int] | None:
     """The adapted blocks' indices for a model of ``depth`` blocks (None: every block);
     ValueError for a block the model does not have."""
-    check(spec)
     if not spec:
         return None
-    if spec.startswith("top:"):
-        count = int(spec[4:])
-        if count > depth:
+    chosen = _parse(spec)
+    if isinstance(chosen, int):  # top:N
+        if chosen > depth:
             raise ValueError(f"{spec!r}: the model has {depth} blocks")
-        return list(range(depth - count, depth))
-    chosen: set[int] = set()
-    for part in spec.split(","):
-        low, _, high = part.partition("-")
-        chosen.update(range(int(low), int(high or low) + 1))
-    if max(chosen) >= depth:
-        last = max(chosen)
+        return list(range(depth - chosen, depth))
+    last = max(chosen)
+    if last >= depth:
         raise ValueError(f"{spec!r}: block {last} is past the model's {depth} (0..{depth - 1})")
     return sorted(chosen)
