@@ -67,19 +67,29 @@ def sweep(
 
 
 @cli.command()
-def report(out: Annotated[Path, typer.Argument(help="a sweep's directory")]) -> None:
-    """Render a sweep's table, Pareto fronts and figures again."""
-    _report(out)
+def report(
+    out: Annotated[Path, typer.Argument(help="a sweep's directory")],
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="paired.md against this configuration (default: fastest)"),
+    ] = None,
+) -> None:
+    """Render a sweep's table, Pareto fronts, figures and seed-by-seed comparison again."""
+    _report(out, baseline)
 
 
-def _report(out: Path) -> None:
+def _report(out: Path, baseline: str | None = None) -> None:
     from ..experiments.report import write
 
     try:
-        files = write(out)
+        files = write(out, baseline)
+    except ConfigError as exc:  # a --baseline that is no configuration of the sweep
+        _fail(exc, 2)
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(exc, 1)
-    console.print((out / "table.md").read_text(encoding="utf-8"), markup=False)
+    for name in ("table.md", "paired.md"):
+        if (out / name).exists():
+            console.print((out / name).read_text(encoding="utf-8"), markup=False)
     console.print("wrote " + ", ".join(str(f) for f in files))
 
 

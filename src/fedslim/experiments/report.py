@@ -6,6 +6,8 @@ fronts of accuracy against bytes, time, energy and money, and figures.
     curves.png            accuracy against round, cumulative uplink bytes, simulated time
                           and energy (one line per configuration, the mean of its repeats)
     pareto.png            accuracy against each cost, the front drawn through
+    paired.md             time to target against the fastest configuration, seed by seed,
+                          with a 95% interval (when configurations ran 2 or more seeds)
     privacy.png           accuracy against epsilon (runs with dp = central), a line per
                           configuration of the other keys
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ledger import RoundRow, read_clients, read_rounds, totals
+from . import paired
 from .sweep import INDEX
 
 COSTS = {  # pareto axis -> (table column, label)
@@ -37,6 +40,7 @@ class Run:
     rounds: list[RoundRow]
     summary: dict
     peak_mem_mb: float
+    repeat: int = 0  # the seed's index: paired.py compares configurations seed by seed
 
 
 def load(out: Path) -> list[Run]:
@@ -48,7 +52,8 @@ def load(out: Path) -> list[Run]:
             continue  # not run yet (an interrupted sweep): reported once it is
         summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
         peak = max((c.peak_mem_mb for c in read_clients(directory)), default=0.0)
-        runs.append(Run(item["label"], read_rounds(directory), summary, peak))
+        rounds = read_rounds(directory)
+        runs.append(Run(item["label"], rounds, summary, peak, item.get("repeat", 0)))
     return runs
 
 
@@ -106,8 +111,9 @@ def pareto(rows: list[dict]) -> list[dict]:
     return out
 
 
-def write(out: Path) -> list[Path]:
-    """table.csv, table.md, pareto.csv, curves.png and pareto.png from the runs in ``out``."""
+def write(out: Path, baseline: str | None = None) -> list[Path]:
+    """table.csv, table.md, pareto.csv, curves.png, pareto.png and paired.md from the runs in
+    ``out``; paired.md against ``baseline`` (a configuration's label; default: the fastest)."""
     runs = load(out)
     if not runs:
         raise FileNotFoundError(f"{out}: no finished run to report")
@@ -127,6 +133,11 @@ def write(out: Path) -> list[Path]:
     ]
     if any(math.isfinite(r["epsilon"]) for r in rows):
         written.append(privacy(rows, out / "privacy.png"))
+    if max(r["repeats"] for r in rows) > 1 and (pairs := paired.pairings(runs, baseline)):
+        (out / "paired.md").write_text(paired.markdown(pairs), encoding="utf-8")
+        written.append(out / "paired.md")
+    else:
+        (out / "paired.md").unlink(missing_ok=True)  # a stale one from an earlier sweep
     return written
 
 
@@ -145,6 +156,8 @@ def run_and_write(planned: list, out: Path, *, simulate, report_only: bool = Fal
     for path in write(out):
         print("wrote", path)
     print((out / "table.md").read_text(encoding="utf-8"))
+    if (out / "paired.md").exists():
+        print((out / "paired.md").read_text(encoding="utf-8"))
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
