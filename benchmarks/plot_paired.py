@@ -1,0 +1,73 @@
+"""Time to target seed by seed, and each recipe's ratio to a baseline with its 95% interval
+(``python benchmarks/plot_paired.py --population link-bound --baseline sign_zstd_3__5_steps
+--only KEY,KEY,...``; reads each run's rounds.csv and summary.json under
+``runs/bench-wordnet[-link-bound]/runs``; run keys are directory names without ``-sN``)."""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+from fedslim.experiments import paired, report  # noqa: E402
+from fedslim.ledger import read_rounds  # noqa: E402
+
+RUNS = {
+    "compute-bound": "runs/bench-wordnet/runs",
+    "link-bound": "runs/bench-wordnet-link-bound/runs",
+}
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--population", choices=sorted(RUNS), default="link-bound")
+ap.add_argument("--runs", default="", help="the runs directory (default: the population's)")
+ap.add_argument("--baseline", required=True, help="the run key the ratios are against")
+ap.add_argument("--only", default="", help="run keys to draw, comma-separated (default: all)")
+ap.add_argument("--out", required=True, help="the figure (a .png); paired.md is written beside")
+args = ap.parse_args()
+keys = [k for k in args.only.split(",") if k]
+runs = []
+for d in sorted(Path(args.runs or RUNS[args.population]).glob("*-s*")):
+    key, seed = re.fullmatch(r"(.*)-s(\d+)", d.name).groups()
+    if (keys and key not in keys and key != args.baseline) or not (d / "summary.json").exists():
+        continue
+    summary = json.loads((d / "summary.json").read_text())
+    runs.append(report.Run(key, read_rounds(d), summary, 0.0, int(seed)))
+pairs = paired.pairings(runs, args.baseline)
+per_config = paired.times(runs)
+order = [args.baseline] + [p.configuration for p in pairs]
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), width_ratios=(3, 2))
+for i, key in enumerate(order):  # seeds are not ordered: side by side, no lines
+    seeds = sorted(per_config[key])
+    shift = (i - (len(order) - 1) / 2) * 0.8 / len(order)
+    left.scatter([s + shift for s in seeds], [per_config[key][s][0] for s in seeds],
+                 marker="o" if i else "s", color=f"C{i}", label=key)  # fmt: skip
+left.set_xlabel("seed")
+left.set_ylabel("simulated s to 0.80 (never: its whole time)")
+left.set_xticks(sorted({s for k in order for s in per_config[k]}))
+left.grid(alpha=0.3)
+left.legend(fontsize=7)
+for i, p in enumerate(pairs, start=1):
+    right.scatter(p.ratios, [i] * len(p.ratios), color=f"C{i}", alpha=0.5, s=18)
+    if p.geomean:
+        right.errorbar(p.geomean, i, xerr=[[p.geomean - p.low], [p.high - p.geomean]],
+                       fmt="D", color=f"C{i}", capsize=4)  # fmt: skip
+right.axvline(1.0, color="grey", lw=0.8)
+right.axvspan(1 / 1.05, 1.05, color="grey", alpha=0.15, label="within 5%")
+right.set_yticks(range(1, len(pairs) + 1), [p.configuration for p in pairs], fontsize=7)
+right.set_xscale("log")
+right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+right.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+right.set_xlabel("time to 0.80 over the baseline's (dots: seeds; diamond: 95% CI)")
+right.set_title(f"baseline: {args.baseline}", fontsize=9)
+right.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(args.out, dpi=110)
+(Path(args.out).parent / "paired.md").write_text(paired.markdown(pairs))
+print(paired.markdown(pairs))
+print("wrote", args.out)
