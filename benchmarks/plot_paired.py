@@ -27,13 +27,16 @@ ap.add_argument("--population", choices=sorted(RUNS), default="link-bound")
 ap.add_argument("--runs", default="", help="the runs directory (default: the population's)")
 ap.add_argument("--baseline", required=True, help="the run key the ratios are against")
 ap.add_argument("--only", default="", help="run keys to draw, comma-separated (default: all)")
-ap.add_argument("--out", required=True, help="the figure (a .png); paired.md is written beside")
+ap.add_argument("--out", required=True, help="the figure (a .png); its table beside, as .md")
 args = ap.parse_args()
 keys = [k for k in args.only.split(",") if k]
 runs = []
 for d in sorted(Path(args.runs or RUNS[args.population]).glob("*-s*")):
-    key, seed = re.fullmatch(r"(.*)-s(\d+)", d.name).groups()
-    if (keys and key not in keys and key != args.baseline) or not (d / "summary.json").exists():
+    match = re.fullmatch(r"(.*)-s(\d+)", d.name)
+    if not match or not (d / "summary.json").exists():
+        continue
+    key, seed = match.groups()
+    if keys and key not in keys and key != args.baseline:
         continue
     summary = json.loads((d / "summary.json").read_text())
     runs.append(report.Run(key, read_rounds(d), summary, 0.0, int(seed)))
@@ -45,15 +48,17 @@ fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), width_ratios=(3, 2))
 for i, key in enumerate(order):  # seeds are not ordered: side by side, no lines
     seeds = sorted(per_config[key])
     shift = (i - (len(order) - 1) / 2) * 0.8 / len(order)
+    hollow = ["none" if per_config[key][s][1] else f"C{i}" for s in seeds]  # never reached
     left.scatter([s + shift for s in seeds], [per_config[key][s][0] for s in seeds],
-                 marker="o" if i else "s", color=f"C{i}", label=key)  # fmt: skip
+                 marker="o" if i else "s", color=hollow, edgecolors=f"C{i}", label=key)  # fmt: skip
 left.set_xlabel("seed")
-left.set_ylabel("simulated s to 0.80 (never: its whole time)")
+left.set_ylabel("simulated s to target (hollow: never, its whole time)")
 left.set_xticks(sorted({s for k in order for s in per_config[k]}))
 left.grid(alpha=0.3)
 left.legend(fontsize=7)
 for i, p in enumerate(pairs, start=1):
-    right.scatter(p.ratios, [i] * len(p.ratios), color=f"C{i}", alpha=0.5, s=18)
+    faces = ["none" if c else f"C{i}" for c in p.censored]  # hollow: a floor
+    right.scatter(p.ratios, [i] * len(p.ratios), color=faces, edgecolors=f"C{i}", alpha=0.6, s=18)
     if p.geomean:
         right.errorbar(p.geomean, i, xerr=[[p.geomean - p.low], [p.high - p.geomean]],
                        fmt="D", color=f"C{i}", capsize=4)  # fmt: skip
@@ -63,11 +68,11 @@ right.set_yticks(range(1, len(pairs) + 1), [p.configuration for p in pairs], fon
 right.set_xscale("log")
 right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
 right.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-right.set_xlabel("time to 0.80 over the baseline's (dots: seeds; diamond: 95% CI)")
+right.set_xlabel("ratio to the baseline's time (dots: seeds; diamond: 95% CI)")
 right.set_title(f"baseline: {args.baseline}", fontsize=9)
 right.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(args.out, dpi=110)
-(Path(args.out).parent / "paired.md").write_text(paired.markdown(pairs))
+Path(args.out).with_suffix(".md").write_text(paired.markdown(pairs))
 print(paired.markdown(pairs))
 print("wrote", args.out)

@@ -1,12 +1,15 @@
 """Paired per-seed comparisons of time to target (the report's arithmetic, no federation)."""
 
+import json
 import math
 
 import pytest
+from typer.testing import CliRunner
 
+from fedslim.cli import cli
 from fedslim.errors import ConfigError
 from fedslim.experiments import paired, report
-from fedslim.ledger import RoundRow
+from fedslim.ledger import ClientRow, RoundRow, write_csv
 
 
 def _run(label: str, seed: int, seconds: float, reached: bool = True) -> report.Run:
@@ -23,20 +26,28 @@ def test_the_fastest_is_the_baseline_and_ratios_pair_seed_by_seed():
     runs = _runs(a=[100, 200, 150], b=[110, 220, 165], c=[50, 400, 160])
     by = {p.configuration: p for p in paired.pairings(runs)}
     assert set(by) == {"b", "c"} and by["b"].baseline == "a"
-    assert by["b"].ratios == pytest.approx((1.1, 1.1, 1.1))
+    assert by["b"].ratios == pytest.approx((1.1, 1.1, 1.1)) and by["b"].seeds == (0, 1, 2)
     # the same 10% on every seed: no spread, a tight interval that excludes 1
     assert by["b"].geomean == pytest.approx(1.1) and by["b"].verdict == "slower"
-    assert by["b"].seeds_to_resolve == 2
+    assert by["b"].seeds_for_width == 2
     # c halves one seed and doubles another: equal on the geometric mean, unresolved
     assert by["c"].geomean == pytest.approx(1.0, abs=0.03)
     assert by["c"].low < 0.2 and by["c"].high > 5 and by["c"].verdict == "not resolved"
-    assert by["c"].seeds_to_resolve > 100
+    assert by["c"].seeds_for_width > 100
 
 
-def test_a_small_steady_difference_is_within_the_margin():
-    runs = _runs(a=[100, 200, 150, 120], b=[101, 201, 150, 121])
-    (p,) = paired.pairings(runs)
-    assert p.verdict == "within 5%" and 1.0 < p.geomean < 1.01
+@pytest.mark.parametrize(
+    ("times", "verdict"),
+    [
+        ([101, 199, 151, 120], "within 5%"),  # 1%, 0.5% faster, ...: the interval holds 1
+        ([101, 202, 151.5, 121.2], "slower, within 5%"),  # 1% slower on every seed
+        ([98, 195, 147, 118], "faster, within 5%"),  # 1.7-2.5% faster
+        ([103, 215, 150, 130], "not resolved"),  # 0-8%: the interval spans 1 and 1.05
+    ],
+)
+def test_the_verdict_tells_a_side_and_the_margin_apart(times, verdict):
+    (p,) = paired.pairings(_runs(a=[100, 200, 150, 120], b=times), baseline="a")
+    assert p.verdict == verdict
 
 
 def test_a_run_that_never_reached_is_a_floor_and_no_baseline():
@@ -46,39 +57,52 @@ def test_a_run_that_never_reached_is_a_floor_and_no_baseline():
     by = {p.configuration: p for p in paired.pairings(runs)}
     assert by["a"].baseline == "b"  # c's 250 s floor is less than b's time, d never whole
     assert by["c"].censored == (True, True) and by["c"].geomean is None
-    assert by["c"].verdict == "slower (did not reach)"
-    assert by["d"].verdict == "did not reach"
+    assert by["c"].verdict == "slower on every seed (2 of 2 did not reach)"
+    assert by["d"].verdict == "1 of 2 did not reach: not resolved"
     text = paired.markdown(list(by.values()))
     assert ">3.33x" in text and "| d |" in text
+    with pytest.raises(ConfigError, match="'d' did not reach the target on every seed"):
+        paired.pairings(runs, baseline="d")
 
 
-def test_a_named_baseline_and_a_one_seed_probe():
-    runs = _runs(a=[100, 200], b=[90, 190]) + [_run("probe", 0, 10)]
+def test_a_named_baseline_a_probe_and_seeds_not_shared():
+    runs = _runs(a=[100, 200], b=[90, 190]) + [_run("probe", 0, 10), _run("late", 5, 10)]
     by = {p.configuration: p for p in paired.pairings(runs, baseline="a")}
-    assert by["b"].verdict in ("faster", "not resolved") and by["b"].geomean < 1
+    assert by["b"].verdict == "not resolved" and by["b"].geomean < 1
     assert by["probe"].seeds == (0,) and by["probe"].verdict == "one seed: not resolved"
-    assert paired.fastest(paired.times(runs)) == "b"  # the probe ran fewer seeds
+    assert by["late"].verdict == "no common seed"
+    assert paired.fastest(paired.times(runs)) == "b"  # the probes ran fewer seeds
     with pytest.raises(ConfigError, match="'z'.*'a', 'b', 'probe'"):
         paired.pairings(runs, baseline="z")
 
 
-def test_seeds_to_resolve_follow_the_spread():
-    # a log-spread of 0.2 (a seed moving by one round in five) needs ~70 seeds for +-5%
-    n = paired.seeds_to_resolve(0.2)
-    assert 60 < n < 80
+def test_runs_pair_by_the_seed_they_ran_not_their_position():
+    runs = _runs(a=[100, 200], b=[110, 220])
+    runs[2].summary["config"] = {"seed": 1}  # b's repeat 0 ran seed 1, and its repeat 1 seed 0
+    runs[3].summary["config"] = {"seed": 0}
+    (p,) = paired.pairings(runs, baseline="a")
+    assert p.ratios == pytest.approx((2.2, 0.55))
+    runs[3].summary["config"] = {"seed": 1}
+    with pytest.raises(ValueError, match="'b' ran seed 1 twice"):
+        paired.pairings(runs)
+
+
+def test_t_quantiles_and_the_seeds_for_a_width():
+    assert paired.t975(1) == 12.706 and paired.t975(30) == 2.042
+    assert paired.t975(60) == pytest.approx(2.000, abs=1e-3)  # Cornish-Fisher past the table
+    assert paired.t975(31) < paired.t975(30)
+    with pytest.raises(ValueError):
+        paired.t975(0)
+    # a log-spread of 0.2 (a seed moving by one round in five) needs ~67 seeds for +-5%
+    n = paired.seeds_for_width(0.2)
+    assert 60 < n < 75
     assert paired.t975(n - 1) * 0.2 / math.sqrt(n) <= math.log(1.05)
     assert paired.t975(n - 2) * 0.2 / math.sqrt(n - 1) > math.log(1.05)
+    assert paired.markdown([]).startswith("Nothing to pair")
 
 
 def test_fedslim_report_writes_the_pairing_against_a_named_baseline(tmp_path):
     """A stored sweep's directory, as `fedslim sweep --repeat 2` leaves it."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from fedslim.cli import cli
-    from fedslim.ledger import ClientRow, RoundRow, write_csv
-
     index = []
     for label, seconds in (("uplink-codec=none", (100, 200)), ("uplink-codec=sign", (80, 170))):
         for seed, t in enumerate(seconds):
@@ -96,11 +120,16 @@ def test_fedslim_report_writes_the_pairing_against_a_named_baseline(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps(index))
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "against **uplink-codec=sign**" in (tmp_path / "paired.md").read_text()
+    assert "over **uplink-codec=sign**'s" in (tmp_path / "paired.md").read_text()
     assert "1.25x, 1.18x" in result.output  # none against the faster sign, seed by seed
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "--baseline", "uplink-codec=none"])
     assert result.exit_code == 0 and "0.80x, 0.85x" in result.output
+    stamp = (tmp_path / "table.md").stat().st_mtime_ns
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "--baseline", "fp32"])
-    assert (
-        result.exit_code == 2 and "'fp32'" in result.output and "uplink-codec=none" in result.output
-    )
+    assert result.exit_code == 2 and "'fp32'" in result.output
+    assert "uplink-codec=none" in result.output
+    assert (tmp_path / "table.md").stat().st_mtime_ns == stamp  # refused before writing
+    # one repeat a configuration: no pairing, and the stale paired.md goes
+    (tmp_path / "sweep.json").write_text(json.dumps(index[::2]))
+    assert CliRunner().invoke(cli, ["report", str(tmp_path)]).exit_code == 0
+    assert not (tmp_path / "paired.md").exists()

@@ -4,8 +4,8 @@ the seeds can tell.
 A seed fixes the partition, the initial adapter and the sampling, so the ratio of two
 configurations' times on the same seed cancels what the seed sets; the spread left is
 what the configurations themselves do. The geometric mean of those ratios and a
-Student-t interval on their logs say how sure a comparison is, and ``seeds_to_resolve``
-says how many seeds an interval of +-5% would take at the spread seen: on a population
+Student-t interval on their logs say how sure a comparison is, and ``seeds_for_width``
+says how many seeds an interval +-5% wide would take at the spread seen: on a population
 whose accuracy plateaus near the target, one round moves a seed's time by 10-20%, and a
 5% claim needs far more seeds than a benchmark runs.
 """
@@ -14,87 +14,123 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
 
-MARGIN = 0.05  # "within 5%": the margin the verdicts and seeds_to_resolve use
-# two-sided 95% Student-t quantiles for 1..30 degrees of freedom (1.96 beyond)
+MARGIN = 0.05  # "within 5%": the margin the verdicts and seeds_for_width use
+# two-sided 95% Student-t quantiles for 1..30 degrees of freedom (a series beyond)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 
+Times = dict[str, dict[int, tuple[float, bool]]]  # label -> seed -> (seconds, censored)
+
 
 @dataclass(frozen=True)
 class Pairing:
+    """One configuration against the baseline, over the seeds both ran."""
+
     configuration: str
     baseline: str
-    seeds: tuple[int, ...]  # the repeats both configurations ran
-    ratios: tuple[float, ...]  # time to target over the baseline's, per seed
+    seeds: tuple[int, ...]
+    ratios: tuple[float, ...]  # time to target over the baseline's (< 1: faster), per seed
     censored: tuple[bool, ...]  # the configuration did not reach: its ratio is a floor
     geomean: float | None = None  # None: a censored seed, or fewer than 2 seeds
     low: float | None = None  # the 95% interval of the geometric mean
     high: float | None = None
-    seeds_to_resolve: int | None = None  # for a +-5% interval at this spread
+    seeds_for_width: int | None = None  # for an interval +-5% wide at this spread
     verdict: str = ""
 
 
 def t975(df: int) -> float:
-    return T975[df - 1] if df <= len(T975) else 1.96
+    """The two-sided 95% Student-t quantile (Cornish-Fisher's series past the table)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def times(runs) -> dict[str, dict[int, tuple[float, bool]]]:
-    """Per configuration and seed: (simulated seconds to target, whether it was censored:
-    a run that never reached counts with its whole time, as a floor)."""
-    out: dict[str, dict[int, tuple[float, bool]]] = {}
+def times(runs) -> Times:
+    """Per configuration and seed (the run's own, from its config): seconds to target and
+    whether that is censored (a run that never reached counts with its whole time)."""
+    out: Times = {}
     for run in runs:
         hit = run.summary.get("to_target")
         seconds = hit["sim_s"] if hit else run.rounds[-1].sim_elapsed_s
-        out.setdefault(run.label, {})[run.repeat] = (seconds, not hit)
+        seed = run.summary.get("config", {}).get("seed", run.repeat)
+        mine = out.setdefault(run.label, {})
+        if seed in mine:
+            raise ValueError(f"{run.label!r} ran seed {seed} twice: runs cannot be paired")
+        mine[seed] = (seconds, not hit)
     return out
 
 
-def fastest(per_config: dict[str, dict[int, tuple[float, bool]]]) -> str | None:
-    """The configuration with the least geometric-mean time among those that reached the
-    target on every seed and ran the most seeds (a one-seed probe is no baseline)."""
-    most = max((len(seeds) for seeds in per_config.values()), default=0)
-    whole = {
-        label: statistics.geometric_mean([s for s, _ in seeds.values()])
+def whole(per_config: Times) -> list[str]:
+    """The configurations that reached the target on every seed they ran, in a time > 0
+    (the only ones a ratio can be taken against)."""
+    return [
+        label
         for label, seeds in per_config.items()
-        if len(seeds) == most and not any(c for _, c in seeds.values())
+        if seeds and all(not c and s > 0 for s, c in seeds.values())
+    ]
+
+
+def fastest(per_config: Times) -> str | None:
+    """The least geometric-mean time among the configurations that reached the target on
+    every seed, of those that ran the most seeds (a one-seed probe is no baseline)."""
+    candidates = whole(per_config)
+    most = max((len(per_config[label]) for label in candidates), default=0)
+    means = {
+        label: statistics.geometric_mean([s for s, _ in per_config[label].values()])
+        for label in candidates
+        if len(per_config[label]) == most
     }
-    return min(whole, key=whole.get) if whole else None
+    return min(means, key=means.get) if means else None
 
 
-def pair(label: str, base: str, per_config) -> Pairing:
+def pair(label: str, base: str, per_config: Times) -> Pairing:
+    """``label`` over ``base`` on their common seeds. A run that never reached counts with
+    its whole time, so its ratio is a floor: it can show a configuration slower on every
+    seed, but gives no interval."""
     mine, theirs = per_config[label], per_config[base]
     seeds = tuple(sorted(set(mine) & set(theirs)))
-    ratios = tuple(mine[s][0] / theirs[s][0] for s in seeds)
-    censored = tuple(mine[s][1] for s in seeds)
-    p = Pairing(label, base, seeds, ratios, censored)
-    if any(censored):
-        slower = all(r > 1 for r in ratios)
-        return _with(p, verdict="slower (did not reach)" if slower else "did not reach")
+    p = Pairing(
+        label,
+        base,
+        seeds,
+        ratios=tuple(mine[s][0] / theirs[s][0] for s in seeds),
+        censored=tuple(mine[s][1] for s in seeds),
+    )
+    if not seeds:
+        return replace(p, verdict="no common seed")
+    if any(p.censored) or min(p.ratios) <= 0:
+        k = sum(p.censored)
+        if all(r > 1 for r in p.ratios):
+            return replace(p, verdict=f"slower on every seed ({k} of {len(seeds)} did not reach)")
+        return replace(p, verdict=f"{k} of {len(seeds)} did not reach: not resolved")
     if len(seeds) < 2:
-        return _with(p, verdict="one seed: not resolved")
-    logs = [math.log(r) for r in ratios]
+        return replace(p, verdict="one seed: not resolved")
+    logs = [math.log(r) for r in p.ratios]
     mean, sd = statistics.mean(logs), statistics.stdev(logs)
     half = t975(len(logs) - 1) * sd / math.sqrt(len(logs))
     low, high = math.exp(mean - half), math.exp(mean + half)
-    return _with(
+    return replace(
         p,
         geomean=math.exp(mean),
         low=low,
         high=high,
-        seeds_to_resolve=seeds_to_resolve(sd),
+        seeds_for_width=seeds_for_width(sd),
         verdict=_verdict(low, high),
     )
 
 
-def seeds_to_resolve(sd: float, margin: float = MARGIN) -> int:
-    """The fewest seeds whose 95% interval is no wider than +-margin at log-spread sd."""
-    if sd == 0:
-        return 2
+def seeds_for_width(sd: float, margin: float = MARGIN) -> int:
+    """The fewest seeds whose 95% interval is no wider than +-margin at log-spread ``sd``
+    (a guide: sd comes from the seeds run; a verdict on a ratio near 1 +- margin needs
+    a narrower interval still)."""
     n = 2
     while t975(n - 1) * sd / math.sqrt(n) > math.log1p(margin):
         n += 1
@@ -102,50 +138,57 @@ def seeds_to_resolve(sd: float, margin: float = MARGIN) -> int:
 
 
 def _verdict(low: float, high: float) -> str:
-    if high < 1:
-        return "faster"
-    if low > 1:
-        return "slower"
-    if low >= 1 / (1 + MARGIN) and high <= 1 + MARGIN:
-        return f"within {MARGIN:.0%}"
-    return "not resolved"
-
-
-def _with(p: Pairing, **changes) -> Pairing:
-    return Pairing(**{**p.__dict__, **changes})
+    """Whether the interval excludes 1, and whether it lies within the margin of it."""
+    within = low >= 1 / (1 + MARGIN) and high <= 1 + MARGIN
+    side = "faster" if high < 1 else "slower" if low > 1 else ""
+    if within:
+        return f"{side}, within {MARGIN:.0%}" if side else f"within {MARGIN:.0%}"
+    return side or "not resolved"
 
 
 def pairings(runs, baseline: str | None = None) -> list[Pairing]:
-    """Every configuration against ``baseline`` (default: the fastest)."""
+    """Every configuration against ``baseline`` (default: the fastest; [] when no
+    configuration reached the target on every seed)."""
     per_config = times(runs)
+    check_baseline(per_config, baseline)
     base = baseline or fastest(per_config)
     if base is None:
         return []
-    if base not in per_config:
-        known = ", ".join(repr(label) for label in per_config)
-        raise ConfigError(f"--baseline {base!r} is not a configuration of this sweep ({known})")
     return [pair(label, base, per_config) for label in per_config if label != base]
 
 
+def check_baseline(per_config: Times, baseline: str | None) -> None:
+    """A named baseline must be a configuration that reached the target on every seed."""
+    if baseline is None:
+        return
+    if baseline not in per_config:
+        known = ", ".join(repr(label) for label in per_config)
+        raise ConfigError(f"baseline {baseline!r} is not a configuration of this sweep ({known})")
+    if baseline not in whole(per_config):
+        raise ConfigError(f"baseline {baseline!r} did not reach the target on every seed")
+
+
 def markdown(rows: list[Pairing]) -> str:
+    """paired.md: a row per configuration, ratios over the baseline's time."""
     if not rows:
-        return "No configuration reached the target on every seed: nothing to pair.\n"
-    lines = [
-        f"Time to target against **{rows[0].baseline}**, seed by seed (paired by seed; a "
-        "95% interval of the geometric mean; the seeds a +-5% interval would take).",
-        "",
-        "| configuration | per seed | geometric mean | 95% interval | verdict | seeds for +-5% |",
-        "|---|---|---|---|---|---|",
-    ]
+        return "Nothing to pair: fewer than two configurations, or none reached the target.\n"
+    head = (
+        f"Time to target over **{rows[0].baseline}**'s (below 1: faster), paired by seed: "
+        "the geometric mean, its 95% interval, and the seeds an interval +-5% wide would "
+        "take at this spread. `>`: the run never reached the target (a floor)."
+    )
+    lines = [head, "", "| configuration | seeds | per seed | geometric mean | 95% interval | "
+             "verdict | seeds for +-5% |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for p in rows:
         per_seed = ", ".join(
             f"{'>' if c else ''}{r:.2f}x" for r, c in zip(p.ratios, p.censored, strict=True)
         )
         mean = f"{p.geomean:.2f}x" if p.geomean else ""
         interval = f"{p.low:.2f}-{p.high:.2f}x" if p.low else ""
+        seeds = ",".join(map(str, p.seeds))
         name = p.configuration.replace("|", "\\|")
         lines.append(
-            f"| {name} | {per_seed} | {mean} | {interval} | {p.verdict} | "
-            f"{p.seeds_to_resolve or ''} |"
+            f"| {name} | {seeds} | {per_seed} | {mean} | {interval} | {p.verdict} | "
+            f"{'~' + str(p.seeds_for_width) if p.seeds_for_width else ''} |"
         )
     return "\n".join(lines) + "\n"

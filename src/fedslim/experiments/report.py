@@ -6,8 +6,8 @@ fronts of accuracy against bytes, time, energy and money, and figures.
     curves.png            accuracy against round, cumulative uplink bytes, simulated time
                           and energy (one line per configuration, the mean of its repeats)
     pareto.png            accuracy against each cost, the front drawn through
-    paired.md             time to target against the fastest configuration, seed by seed,
-                          with a 95% interval (when configurations ran 2 or more seeds)
+    paired.md             time to target over the fastest configuration's (or a named
+                          baseline's), seed by seed, with a 95% interval (2 or more seeds)
     privacy.png           accuracy against epsilon (runs with dp = central), a line per
                           configuration of the other keys
 """
@@ -40,7 +40,7 @@ class Run:
     rounds: list[RoundRow]
     summary: dict
     peak_mem_mb: float
-    repeat: int = 0  # the seed's index: paired.py compares configurations seed by seed
+    repeat: int = 0  # the repeat's index (paired.py pairs by the seed in its config)
 
 
 def load(out: Path) -> list[Run]:
@@ -52,8 +52,7 @@ def load(out: Path) -> list[Run]:
             continue  # not run yet (an interrupted sweep): reported once it is
         summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
         peak = max((c.peak_mem_mb for c in read_clients(directory)), default=0.0)
-        rounds = read_rounds(directory)
-        runs.append(Run(item["label"], rounds, summary, peak, item.get("repeat", 0)))
+        runs.append(Run(item["label"], read_rounds(directory), summary, peak, item["repeat"]))
     return runs
 
 
@@ -117,6 +116,7 @@ def write(out: Path, baseline: str | None = None) -> list[Path]:
     runs = load(out)
     if not runs:
         raise FileNotFoundError(f"{out}: no finished run to report")
+    pairs = paired.pairings(runs, baseline)  # a bad baseline fails before a file is written
     rows = table(runs)
     _csv(out / "table.csv", rows)
     (out / "table.md").write_text(_markdown(rows), encoding="utf-8")
@@ -133,7 +133,7 @@ def write(out: Path, baseline: str | None = None) -> list[Path]:
     ]
     if any(math.isfinite(r["epsilon"]) for r in rows):
         written.append(privacy(rows, out / "privacy.png"))
-    if max(r["repeats"] for r in rows) > 1 and (pairs := paired.pairings(runs, baseline)):
+    if max(r["repeats"] for r in rows) > 1 and pairs:
         (out / "paired.md").write_text(paired.markdown(pairs), encoding="utf-8")
         written.append(out / "paired.md")
     else:
