@@ -19,6 +19,7 @@ OTHER_NAMESPACES = {
     "server/checkpoint.py": {"config"},
     "server/results.py": {"config"},
     "experiments/sweep.py": {"config"},
+    "experiments/paired.py": {"config"},  # summary.json's, for the seed a run ran
     "split/service.py": {"base"},  # the tail service's Info answer
     "deploy/links.py": {"up"},  # `ip link set DEV up`
     # fedslim.flower's own records (a Flower app's messages, not fedslim's) and the
