@@ -63,7 +63,8 @@ for i, p in enumerate(pairs, start=1):
         right.errorbar(p.geomean, i, xerr=[[p.geomean - p.low], [p.high - p.geomean]],
                        fmt="D", color=f"C{i}", capsize=4)  # fmt: skip
 right.axvline(1.0, color="grey", lw=0.8)
-right.axvspan(1 / 1.05, 1.05, color="grey", alpha=0.15, label="within 5%")
+right.axvspan(1 / (1 + paired.MARGIN), 1 + paired.MARGIN, color="grey", alpha=0.15,
+              label=f"within {paired.MARGIN:.0%}")  # fmt: skip
 right.set_yticks(range(1, len(pairs) + 1), [p.configuration for p in pairs], fontsize=7)
 right.set_xscale("log")
 right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))

@@ -79,7 +79,7 @@ def report(
 
 
 def _report(out: Path, baseline: str | None = None) -> None:
-    from ..experiments.report import write
+    from ..experiments.report import tables, write
 
     try:
         files = write(out, baseline)
@@ -87,9 +87,7 @@ def _report(out: Path, baseline: str | None = None) -> None:
         _fail(exc, 2)
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(exc, 1)
-    for name in ("table.md", "paired.md"):
-        if (out / name).exists():
-            console.print((out / name).read_text(encoding="utf-8"), markup=False)
+    console.print(tables(out), markup=False)
     console.print("wrote " + ", ".join(str(f) for f in files))
 
 

@@ -155,9 +155,13 @@ def run_and_write(planned: list, out: Path, *, simulate, report_only: bool = Fal
     run_sweep(planned, out, simulate=simulate, on_run=on_run)
     for path in write(out):
         print("wrote", path)
-    print((out / "table.md").read_text(encoding="utf-8"))
-    if (out / "paired.md").exists():
-        print((out / "paired.md").read_text(encoding="utf-8"))
+    print(tables(out))
+
+
+def tables(out: Path) -> str:
+    """What a reader sees of a written report: table.md, then paired.md when there is one."""
+    names = [n for n in ("table.md", "paired.md") if (out / n).exists()]
+    return "\n".join((out / n).read_text(encoding="utf-8") for n in names)
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
