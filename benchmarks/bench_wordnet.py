@@ -81,6 +81,8 @@ LINK_BOUND_RECIPES = {
 }
 # sign's shrinkage as a server step for every client: 0.7, no momentum, 5 local steps
 STEP_07 = {"local-steps": 5, "strategy": "fedavgm", "server-momentum": 0.0, "server-lr": 0.7}
+# half the client rate, so more rounds to reach the target
+SLOW = {"local-steps": 5, "lr": 2.5e-3, "num-server-rounds": 32}
 LINK_BOUND_PROBES = {
     # sign shrinks every phone's update by ~0.7 and the laptops' fp32 not at all: does
     # `auto`'s mix (phones one bit, laptops fp32) lose rounds to that reweighting?
@@ -116,6 +118,14 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "usign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    # half the client rate: does the training stop swinging from round to round?
+    "sign|zstd:3, 5 steps, lr 0.0025": {
+        **SLOW,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
+    "auto, 5 steps, lr 0.0025": {**SLOW, "uplink-codec": "auto", "downlink-codec": "q8|zstd:3"},
+    "fedavg fp32, 5 steps, lr 0.0025": SLOW,
 }
 # the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
 # bit a value up; they differ in the downlink

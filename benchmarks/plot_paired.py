@@ -1,6 +1,6 @@
 """Time to target seed by seed, and each recipe's ratio to a baseline with its 95% interval
 (``python benchmarks/plot_paired.py --population link-bound --baseline sign_zstd_3__5_steps
---only KEY,KEY,...``; reads each run's rounds.csv and summary.json under
+--only KEY,KEY,... [--interpolate]``; reads each run's rounds.csv and summary.json under
 ``runs/bench-wordnet[-link-bound]/runs``; run keys are directory names without ``-sN``)."""
 
 import argparse
@@ -28,6 +28,7 @@ ap.add_argument("--runs", default="", help="the runs directory (default: the pop
 ap.add_argument("--baseline", required=True, help="the run key the ratios are against")
 ap.add_argument("--only", default="", help="run keys to draw, comma-separated (default: all)")
 ap.add_argument("--out", required=True, help="the figure (a .png); its table beside, as .md")
+ap.add_argument("--interpolate", action="store_true", help="times at the target's crossing")
 args = ap.parse_args()
 keys = [k for k in args.only.split(",") if k]
 runs = []
@@ -40,8 +41,8 @@ for d in sorted(Path(args.runs or RUNS[args.population]).glob("*-s*")):
         continue
     summary = json.loads((d / "summary.json").read_text())
     runs.append(report.Run(key, read_rounds(d), summary, 0.0, int(seed)))
-pairs = paired.pairings(runs, args.baseline)
-per_config = paired.times(runs)
+pairs = paired.pairings(runs, args.baseline, args.interpolate)
+per_config = paired.times(runs, args.interpolate)
 order = [args.baseline] + [p.configuration for p in pairs]
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), width_ratios=(3, 2))
@@ -52,7 +53,8 @@ for i, key in enumerate(order):  # seeds are not ordered: side by side, no lines
     left.scatter([s + shift for s in seeds], [per_config[key][s][0] for s in seeds],
                  marker="o" if i else "s", color=hollow, edgecolors=f"C{i}", label=key)  # fmt: skip
 left.set_xlabel("seed")
-left.set_ylabel("simulated s to target (hollow: never, its whole time)")
+rule = "crossing of the target" if args.interpolate else "to target"
+left.set_ylabel(f"simulated s, {rule} (hollow: never, its whole time)")
 left.set_xticks(sorted({s for k in order for s in per_config[k]}))
 left.grid(alpha=0.3)
 left.legend(fontsize=7)
@@ -74,6 +76,7 @@ right.set_title(f"baseline: {args.baseline}", fontsize=9)
 right.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(args.out, dpi=110)
-Path(args.out).with_suffix(".md").write_text(paired.markdown(pairs))
-print(paired.markdown(pairs))
+text = paired.markdown(pairs, args.interpolate)
+Path(args.out).with_suffix(".md").write_text(text)
+print(text)
 print("wrote", args.out)

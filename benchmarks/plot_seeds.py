@@ -41,7 +41,10 @@ POPULATIONS = {
          ("fedavg_fp32__server_lr_0.7__5_steps", "fedavg fp32, server lr 0.7, 5 steps"),
          ("usign_zstd_3__server_lr_0.7__5_steps", "usign|zstd:3, server lr 0.7, 5 steps"),
          ("auto__server_lr_0.7__5_steps", "auto, server lr 0.7, 5 steps"),
-         ("sign_zstd_3__server_lr_0.7__5_steps", "sign|zstd:3, server lr 0.7, 5 steps")],
+         ("sign_zstd_3__server_lr_0.7__5_steps", "sign|zstd:3, server lr 0.7, 5 steps"),
+         ("sign_zstd_3__5_steps__lr_0.0025", "sign|zstd:3, 5 steps, lr 0.0025"),
+         ("auto__5_steps__lr_0.0025", "auto, 5 steps, lr 0.0025"),
+         ("fedavg_fp32__5_steps__lr_0.0025", "fedavg fp32, 5 steps, lr 0.0025")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
         "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",

@@ -87,6 +87,31 @@ def test_runs_pair_by_the_seed_they_ran_not_their_position():
         paired.pairings(runs)
 
 
+def test_the_crossing_is_linear_between_the_evaluations_around_the_target():
+    rows = [RoundRow(0, 0.2), RoundRow(1, 0.7, sim_elapsed_s=10.0),
+            RoundRow(2, 0.85, sim_elapsed_s=20.0)]  # fmt: skip
+    summary = {"to_target": {"round": 2, "sim_s": 20.0}, "config": {"target-accuracy": 0.8}}
+    run = report.Run("a", rows, summary, 10.0, 0)
+    assert paired.crossing(run) == pytest.approx(10 + 10 * 0.1 / 0.15)
+    # one round apart by the round rule (0.799 against 0.805 at round 8), 1% at the crossing
+    config = {"config": {"target-accuracy": 0.8, "seed": 3}}
+    early = [RoundRow(7, 0.685, sim_elapsed_s=70.0), RoundRow(8, 0.805, sim_elapsed_s=80.0)]
+    late = [RoundRow(8, 0.799, sim_elapsed_s=80.0), RoundRow(9, 0.823, sim_elapsed_s=90.0)]
+    runs = [
+        report.Run("early", early, {"to_target": {"round": 8, "sim_s": 80.0}, **config}, 1.0),
+        report.Run("late", late, {"to_target": {"round": 9, "sim_s": 90.0}, **config}, 1.0),
+    ]
+    (by_round,) = paired.pairings(runs, baseline="early")
+    (crossed,) = paired.pairings(runs, baseline="early", interpolate=True)
+    assert by_round.ratios == pytest.approx((1.125,))
+    assert crossed.ratios == pytest.approx(((80 + 10 / 24) / (70 + 10 * 0.115 / 0.12),))
+    assert crossed.ratios[0] < 1.011
+    # rows that cannot place it (no target in the config, no evaluation before): the round's end
+    assert paired.crossing(report.Run("a", rows, {"to_target": summary["to_target"]}, 1.0)) == 20
+    rows[1] = RoundRow(1, math.nan, sim_elapsed_s=10.0)
+    assert paired.crossing(run) == 20
+
+
 def test_t_quantiles_and_the_seeds_for_a_width():
     assert paired.t975(1) == 12.706 and paired.t975(30) == 2.042
     assert paired.t975(60) == pytest.approx(2.000, abs=1e-3)  # Cornish-Fisher past the table
@@ -112,7 +137,8 @@ def test_fedslim_report_writes_the_pairing_against_a_named_baseline(tmp_path):
             write_csv(directory / "rounds.csv", rows, RoundRow)
             write_csv(directory / "clients.csv", [ClientRow(round=1, client=0)], ClientRow)
             summary = {"to_target": {"round": 1, "sim_s": t, "energy_j": 1.0, "cost_usd": 0.0,
-                                        "uplink_bytes": 10}}  # fmt: skip
+                                        "uplink_bytes": 10},
+                       "config": {"target-accuracy": 0.8, "seed": seed}}  # fmt: skip
             (directory / "summary.json").write_text(json.dumps(summary))
             index.append(
                 {"label": label, "repeat": seed, "dir": str(directory.relative_to(tmp_path))}
@@ -120,7 +146,10 @@ def test_fedslim_report_writes_the_pairing_against_a_named_baseline(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps(index))
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "over **uplink-codec=sign**'s" in (tmp_path / "paired.md").read_text()
+    text = (tmp_path / "paired.md").read_text()
+    assert "over **uplink-codec=sign**'s" in text
+    # and at the crossing (0.8 is 0.6/0.65 of the way up each seed's one round: same ratios)
+    assert "**Interpolated:**" in text and text.count("1.25x, 1.18x") == 2
     assert "1.25x, 1.18x" in result.output  # none against the faster sign, seed by seed
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "--baseline", "uplink-codec=none"])
     assert result.exit_code == 0 and "0.80x, 0.85x" in result.output

@@ -7,7 +7,8 @@ fronts of accuracy against bytes, time, energy and money, and figures.
                           and energy (one line per configuration, the mean of its repeats)
     pareto.png            accuracy against each cost, the front drawn through
     paired.md             time to target over the fastest configuration's (or a named
-                          baseline's), seed by seed, with a 95% interval (2 or more seeds)
+                          baseline's), seed by seed, with a 95% interval (2 or more seeds);
+                          then the same at the interpolated crossing of the target
     privacy.png           accuracy against epsilon (runs with dp = central), a line per
                           configuration of the other keys
 """
@@ -134,7 +135,9 @@ def write(out: Path, baseline: str | None = None) -> list[Path]:
     if any(math.isfinite(r["epsilon"]) for r in rows):
         written.append(privacy(rows, out / "privacy.png"))
     if max(r["repeats"] for r in rows) > 1 and pairs:
-        (out / "paired.md").write_text(paired.markdown(pairs), encoding="utf-8")
+        crossed = paired.pairings(runs, pairs[0].baseline, interpolate=True)
+        text = paired.markdown(pairs) + "\n" + paired.markdown(crossed, interpolated=True)
+        (out / "paired.md").write_text(text, encoding="utf-8")
         written.append(out / "paired.md")
     else:
         (out / "paired.md").unlink(missing_ok=True)  # a stale one from an earlier sweep
