@@ -62,9 +62,13 @@ base, recipes, title, out = POPULATIONS[args.population]
 base, out = args.runs or base, args.out or out
 if args.only:
     recipes = [r for r in recipes if r[0] in args.only.split(",")]
-fig, axes = plt.subplots(1, args.seeds, figsize=(4.3 * args.seeds + 0.1, 4), sharey=True,
+cols = min(args.seeds, 3)  # three panels a row
+rows = -(-args.seeds // cols)
+fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols + 0.1, 4 * rows), sharey=True,
                          squeeze=False)  # fmt: skip
-axes = axes[0]
+for ax in axes.flat[args.seeds :]:
+    ax.set_visible(False)
+axes = axes.flat[: args.seeds]
 for s, ax in enumerate(axes):
     for i, (key, label) in enumerate(recipes):  # one colour per recipe on every seed
         try:
@@ -85,7 +89,8 @@ for s, ax in enumerate(axes):
     ax.set_title(f"seed {s}")
     ax.set_xlabel("simulated seconds")
     ax.grid(alpha=0.3)
-axes[0].set_ylabel("held-out accuracy")
+for ax in axes[::cols]:
+    ax.set_ylabel("held-out accuracy")
 axes[0].legend(fontsize=8)
 fig.suptitle(title)
 fig.tight_layout()
