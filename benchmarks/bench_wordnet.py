@@ -6,11 +6,11 @@
 - ``link-bound``: mid-range phones on 3G and laptops behind a GEO satellite dish, LoRA
   r=16 on every linear layer (2.7 MB an update): uploads set the round.
 
-Each recipe runs 8 rounds per seed on the compute-bound population, and up to 16 on the
-link-bound one, where it stops at 0.80 held-out accuracy; runs go seed by seed (every
-recipe on seed 0 first). The sweep's table, Pareto fronts and figures land in
-runs/bench-wordnet[-link-bound]/ (finished runs are reused, shorter ones continued:
-delete the directory to re-run them). About 8 minutes a run on 2 cores.
+Each recipe runs 8 rounds per seed on the compute-bound population, and up to 16 (32 at
+half the client rate) on the link-bound one, where it stops at 0.80 held-out accuracy;
+runs go seed by seed (every recipe on seed 0 first). The sweep's table, Pareto fronts and
+figures land in runs/bench-wordnet[-link-bound]/ (finished runs are reused, shorter ones
+continued: delete the directory to re-run them). About 8 minutes a run on 2 cores.
 
     python benchmarks/bench_wordnet.py --population link-bound --repeat 3
     python benchmarks/bench_wordnet.py --recipes "fedavgm fp32" --seeds 1   # a probe
@@ -46,8 +46,8 @@ ADAPTER = {
     "link-bound": {"lora-targets": "all-linear", "lora-r": 16, "lora-alpha": 32.0},
 }
 # compute-bound: a fixed budget (accuracy after 8 rounds is what `recommended` must not
-# lose); link-bound: up to 16, so that every recipe's time to 0.80 is measured on every
-# seed (runs stored with 8 rounds are continued from their checkpoints)
+# lose); link-bound: up to 16 (32 at half the client rate), so that every recipe's time
+# to 0.80 is measured on every seed (runs stored with 8 rounds are continued)
 ROUNDS = {"compute-bound": 8, "link-bound": 16}
 # half the link-bound client rate (up to 32 rounds: gentler steps may need more)
 HALF_RATE = {"local-steps": 5, "lr": 2.5e-3, "num-server-rounds": 32}

@@ -46,7 +46,7 @@ POPULATIONS = {
          ("auto__5_steps__lr_0.0025", "auto, 5 steps, lr 0.0025"),
          ("fedavg_fp32__5_steps__lr_0.0025", "fedavg fp32, 5 steps, lr 0.0025")],
         "link-bound population: 5 phones on 3G, 3 laptops behind a GEO dish, "
-        "LoRA r=16 on every linear layer (up to 16 rounds, stop at 0.80)",
+        "LoRA r=16 on every linear layer (stop at 0.80)",
         "benchmarks/results/bench-wordnet-link-bound/seeds.png",
     ),
 }  # fmt: skip

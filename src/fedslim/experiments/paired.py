@@ -78,7 +78,8 @@ def crossing(run) -> float:
     the crossing removes that step (the round's end when the rows cannot place it)."""
     hit = run.summary["to_target"]
     target = run.summary.get("config", {}).get("target-accuracy")
-    by_round = {r.round: r for r in run.rounds}
+    target = None if target is None else float(target)
+    by_round = {r.round: r for r in reversed(run.rounds)}  # the first row of a round
     now, before = by_round.get(hit["round"]), by_round.get(hit["round"] - 1)
     if target is None or now is None or before is None:
         return hit["sim_s"]
@@ -199,9 +200,9 @@ def markdown(rows: list[Pairing], interpolated: bool = False) -> str:
     )
     if interpolated:
         head = (
-            "**Interpolated:** the same, at the time accuracy crossed the target, linear "
-            "between the evaluations around it (by the round rule above, a round ending "
-            "at 0.799 counts a whole round more than one at 0.805)."
+            "**At the crossing:** the time accuracy crossed the target, linear between the "
+            "evaluations around it, not the end of the round that reached it (by rounds, a "
+            "round ending at 0.799 counts a whole round more than one at 0.805). " + head
         )
     lines = [head, "", "| configuration | seeds | per seed | geometric mean | 95% interval | "
              "verdict | seeds for +-5% |", "|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -118,6 +118,7 @@ def write(out: Path, baseline: str | None = None) -> list[Path]:
     if not runs:
         raise FileNotFoundError(f"{out}: no finished run to report")
     pairs = paired.pairings(runs, baseline)  # a bad baseline fails before a file is written
+    crossed = paired.pairings(runs, pairs[0].baseline, interpolate=True) if pairs else []
     rows = table(runs)
     _csv(out / "table.csv", rows)
     (out / "table.md").write_text(_markdown(rows), encoding="utf-8")
@@ -135,7 +136,6 @@ def write(out: Path, baseline: str | None = None) -> list[Path]:
     if any(math.isfinite(r["epsilon"]) for r in rows):
         written.append(privacy(rows, out / "privacy.png"))
     if max(r["repeats"] for r in rows) > 1 and pairs:
-        crossed = paired.pairings(runs, pairs[0].baseline, interpolate=True)
         text = paired.markdown(pairs) + "\n" + paired.markdown(crossed, interpolated=True)
         (out / "paired.md").write_text(text, encoding="utf-8")
         written.append(out / "paired.md")
