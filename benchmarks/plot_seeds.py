@@ -63,8 +63,8 @@ base, out = args.runs or base, args.out or out
 if args.only:
     recipes = [r for r in recipes if r[0] in args.only.split(",")]
 cols = min(args.seeds, 3)  # three panels a row
-rows = -(-args.seeds // cols)
-fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols + 0.1, 4 * rows), sharey=True,
+panel_rows = -(-args.seeds // cols)
+fig, axes = plt.subplots(panel_rows, cols, figsize=(4.3 * cols + 0.1, 4 * panel_rows), sharey=True,
                          squeeze=False)  # fmt: skip
 for ax in axes.flat[args.seeds :]:
     ax.set_visible(False)
@@ -93,6 +93,6 @@ for ax in axes[::cols]:
     ax.set_ylabel("held-out accuracy")
 axes[0].legend(fontsize=8)
 fig.suptitle(title)
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (4 * panel_rows)))  # room for the title
 fig.savefig(out, dpi=110)
 print("wrote", out)
