@@ -81,9 +81,8 @@ def crossing(run) -> float:
     target = None if target is None else float(target)
     by_round = {r.round: r for r in reversed(run.rounds)}  # the first row of a round
     now, before = by_round.get(hit["round"]), by_round.get(hit["round"] - 1)
-    if target is None or now is None or before is None:
-        return hit["sim_s"]
-    if not before.accuracy < target <= now.accuracy:  # NaN (no evaluation) included
+    placed = now is not None and before is not None and target is not None
+    if not placed or not before.accuracy < target <= now.accuracy:  # NaN: not placed
         return hit["sim_s"]
     share = (target - before.accuracy) / (now.accuracy - before.accuracy)
     return before.sim_elapsed_s + share * (now.sim_elapsed_s - before.sim_elapsed_s)
