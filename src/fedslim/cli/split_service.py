@@ -3,6 +3,7 @@ device, activations between them over gRPC."""
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from pathlib import Path
@@ -28,6 +29,7 @@ from .split_generate import (
     token_text,
 )
 
+SHUTDOWN_S = 20.0  # from SIGTERM to exit: gRPC's 2 s grace, then the interpreter's teardown
 TlsOpt = Annotated[
     Path | None,
     typer.Option("--tls-dir", help="certificates from `fedslim certs` (server.pem, ca.crt)"),
@@ -101,7 +103,11 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.5):  # a handler runs only when this thread runs Python: poll
+        pass
+    # a shutdown (or the interpreter's exit after it) that hangs prints every thread's
+    # stack and ends with code 1, instead of waiting for a SIGKILL that says nothing
+    faulthandler.dump_traceback_later(SHUTDOWN_S, exit=True)
     server.stop(grace=2).wait()
     console.print("stopped")
 
