@@ -131,6 +131,21 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "usign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    # the best fixed pipeline against itself: its rate moved by one part in 10^4 (the
+    # runs are not chaotic to that), and other batches and dropout on the same data,
+    # population and start (the noise floor of a per-seed comparison)
+    "sign|zstd:3, 5 steps, lr 0.00250025": {
+        **HALF_RATE,
+        "lr": 2.50025e-3,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
+    "sign|zstd:3, 5 steps, lr 0.0025, other batches": {
+        **HALF_RATE,
+        "train-seed": 1000,
+        "uplink-codec": "sign|zstd:3",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 # the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
 # bit a value up; they differ in the downlink

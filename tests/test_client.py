@@ -9,7 +9,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from fedslim import protocol
 from fedslim.client.app import app
 from fedslim.compression import decode
-from fedslim.config import RunConfig
+from fedslim.config import ConfigError, RunConfig
 from fedslim.flower_internals.messages import wire_bytes
 from fedslim.vectors import digest
 
@@ -63,3 +63,24 @@ def test_a_diverged_copy_resets_to_g0_and_says_so():
     held = protocol.load_state(ctx.state).held
     reply = train(_message(digest(held), server_round=2), ctx)  # the next round works again
     assert protocol.train_res_from(reply.content).held == digest(held)
+
+
+def test_train_seed_moves_only_the_sgd_draws():
+    """``train-seed`` -1 is ``seed``; another value trains the same partition from the
+    same start under other batches: a different update of the same data."""
+
+    def update(**overrides):
+        probe = _context(**overrides)
+        assert protocol.is_resync(train(_message("unknown"), probe).content)
+        g0 = protocol.load_state(probe.state).held
+        res = protocol.train_res_from(train(_message(digest(g0)), probe).content)
+        return g0, res.num_examples, decode(res.blob, max_elements=g0.size)
+
+    g0, n, default = update(seed=3)
+    *_, same = update(seed=3, train_seed=3)
+    other_g0, other_n, other = update(seed=3, train_seed=4)
+    assert np.array_equal(default, same)
+    assert np.array_equal(g0, other_g0) and n == other_n  # the same start and data
+    assert not np.allclose(default, other)
+    with pytest.raises(ConfigError, match="train-seed"):
+        RunConfig.of(train_seed=-2)

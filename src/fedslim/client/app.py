@@ -64,7 +64,7 @@ def train(msg: Message, context: Context) -> Message:
         batch_size=cfg.task.batch_size,
         lr=cfg.task.lr,
         max_length=cfg.task.max_length,
-        seed=seeds.local_training(cfg.seed, ins.server_round, pid),
+        seed=seeds.local_training(cfg.training_seed, ins.server_round, pid),
         **train_args(ins.options),  # what the run's strategy declares for clients
     )
     res = protocol.TrainRes(

@@ -77,6 +77,7 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     seed: int = _key("seeds data, base weights, sampling and training", 0)
+    train_seed: int = _key("seeds the clients' batches and dropout alone; -1: seed", -1)
     out: str = _key('results directory; "" means runs/<timestamp>-<id>', "")
     resume: bool = _key("continue the run in `out` from its last checkpoint", False)
     overwrite: bool = _key("replace a finished or partial run already in `out`", False)
@@ -84,6 +85,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(0 <= self.seed < 2**32, "seed", "an integer in 0..2^32-1", self.seed)
+        _check(-1 <= self.train_seed < 2**32, "train-seed", "-1 or 0..2^32-1", self.train_seed)
         _check(self.tracker in TRACKERS, "tracker", " or ".join(TRACKERS), self.tracker)
         package = TRACKERS[self.tracker]
         missing = package and importlib.util.find_spec(package) is None
@@ -105,6 +107,13 @@ class RunConfig:
         if self.privacy.secagg:
             self._private("secagg=true")
             self._secure()
+
+    @property
+    def training_seed(self) -> int:
+        """The clients' SGD draws: ``train-seed`` apart from ``seed`` separates the noise
+        of training from that of the data, population and start (HF's ``data_seed``
+        splits the other way)."""
+        return self.seed if self.train_seed < 0 else self.train_seed
 
     def _private(self, what: str) -> None:
         """DP-FedAvg bounds one client's effect on a mean of clipped updates, and secure
@@ -201,7 +210,8 @@ class RunConfig:
                 out[f.metadata["key"] or _kebab(f.name)] = getattr(obj, f.name)
         out["strategy"] = self.strategy.name
         out |= dict(self.strategy.options)
-        run = {"seed": self.seed, "out": self.out, "resume": self.resume}
+        run = {"seed": self.seed, "train-seed": self.train_seed, "out": self.out}
+        run["resume"] = self.resume
         return out | run | {"overwrite": self.overwrite, "tracker": self.tracker}
 
     def record(self) -> dict[str, Any]:
