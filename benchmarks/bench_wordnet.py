@@ -146,6 +146,12 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "sign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
+    "auto, 5 steps, lr 0.0025, other batches": {  # a second draw of `auto` against sign's
+        **HALF_RATE,
+        "train-seed": 1000,
+        "uplink-codec": "auto",
+        "downlink-codec": "q8|zstd:3",
+    },
 }
 # the fewest-bytes recipes: server momentum, VeRA's vectors (at VeRA's higher rate), one
 # bit a value up; they differ in the downlink

@@ -4,8 +4,6 @@
 ``runs/bench-wordnet[-link-bound]/runs``; run keys are directory names without ``-sN``)."""
 
 import argparse
-import json
-import re
 from pathlib import Path
 
 import matplotlib
@@ -13,14 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+from stored_runs import RUNS, load  # noqa: E402
 
-from fedslim.experiments import paired, report  # noqa: E402
-from fedslim.ledger import read_rounds  # noqa: E402
-
-RUNS = {
-    "compute-bound": "runs/bench-wordnet/runs",
-    "link-bound": "runs/bench-wordnet-link-bound/runs",
-}
+from fedslim.experiments import paired  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--population", choices=sorted(RUNS), default="link-bound")
@@ -31,16 +24,7 @@ ap.add_argument("--out", required=True, help="the figure (a .png); its table bes
 ap.add_argument("--interpolate", action="store_true", help="times at the target's crossing")
 args = ap.parse_args()
 keys = [k for k in args.only.split(",") if k]
-runs = []
-for d in sorted(Path(args.runs or RUNS[args.population]).glob("*-s*")):
-    match = re.fullmatch(r"(.*)-s(\d+)", d.name)
-    if not match or not (d / "summary.json").exists():
-        continue
-    key, seed = match.groups()
-    if keys and key not in keys and key != args.baseline:
-        continue
-    summary = json.loads((d / "summary.json").read_text())
-    runs.append(report.Run(key, read_rounds(d), summary, 0.0, int(seed)))
+runs = load(args.runs or RUNS[args.population], [*keys, args.baseline] if keys else ())
 pairs = paired.pairings(runs, args.baseline, args.interpolate)
 per_config = paired.times(runs, args.interpolate)
 order = [args.baseline] + [p.configuration for p in pairs]
