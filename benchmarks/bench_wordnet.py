@@ -131,9 +131,9 @@ LINK_BOUND_PROBES = {
         "uplink-codec": "usign|zstd:3",
         "downlink-codec": "q8|zstd:3",
     },
-    # the best fixed pipeline against itself: its rate moved by one part in 10^4 (the
-    # runs are not chaotic to that), and other batches and dropout on the same data,
-    # population and start (the noise floor of a per-seed comparison)
+    # the best fixed pipeline against itself: its rate moved by one part in 10^4 (does a
+    # rounding-size change move the time?), and other batches and dropout on the same
+    # data, population and start (the noise floor of a per-seed comparison)
     "sign|zstd:3, 5 steps, lr 0.00250025": {
         **HALF_RATE,
         "lr": 2.50025e-3,

@@ -56,7 +56,7 @@ def direct_round(cfg: RunConfig, clients: int, count_flops: bool) -> tuple[float
                 batch_size=cfg.task.batch_size,
                 lr=cfg.task.lr,
                 max_length=cfg.task.max_length,
-                seed=seeds.local_training(cfg.seed, 1, pid),
+                seed=seeds.local_training(cfg.training_seed, 1, pid),
             )
             per_client.append(res.seconds)
     finally:

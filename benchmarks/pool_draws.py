@@ -1,12 +1,15 @@
 """Paired ratios over two draws a seed: each run key beside its twin with other batches and
-dropout (``train-seed``, a key ending in ``--draw``), against the baseline and its twin,
-pooled into one interval (a seed's second draw is written ``N'``).
+dropout (``train-seed``; the key with the ``--draw`` suffix), the geometric mean of a
+seed's two times against the baseline's. The two draws share the seed's data, population
+and start, so they are one sample, not two: the interval keeps a degree of freedom a seed,
+and a seed's spread between its draws is printed apart (the noise a single draw carries).
 
     python benchmarks/pool_draws.py --baseline sign_zstd_3__5_steps__lr_0.0025 \\
         --only auto__5_steps__lr_0.0025 --draw __other_batches [--interpolate]
 """
 
 import argparse
+import math
 
 from stored_runs import RUNS, load
 
@@ -25,9 +28,14 @@ per_key = paired.times(runs, args.interpolate)
 pooled: paired.Times = {}
 for key in keys:
     first, second = per_key.get(key, {}), per_key.get(key + args.draw, {})
-    if not first or not second:
-        ap.error(f"{key!r} needs runs of both draws (found {len(first)} and {len(second)})")
-    pooled[key] = {f"{s:02d}": t for s, t in first.items()}
-    pooled[key] |= {f"{s:02d}'": t for s, t in second.items()}
+    both = sorted(set(first) & set(second))
+    if not both:
+        ap.error(f"{key!r} needs runs of both draws on a seed ({len(first)}, {len(second)})")
+    pooled[key] = {
+        s: (math.sqrt(first[s][0] * second[s][0]), first[s][1] or second[s][1]) for s in both
+    }
+    between = ", ".join(f"{second[s][0] / first[s][0]:.2f}x" for s in both)
+    print(f"{key}: second draw over first, seeds {both[0]}-{both[-1]}: {between}")
 rows = [paired.pair(key, args.baseline, pooled) for key in keys[1:]]
+print()
 print(paired.markdown(rows, args.interpolate))

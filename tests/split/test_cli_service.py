@@ -79,7 +79,11 @@ def test_serve_and_infer_a_trained_adapter_over_tls_with_a_token(tmp_path):
         assert refused.exit_code == 1 and "UNAUTHENTICATED" in refused.output
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = "no exit 60 s after SIGTERM: " + proc.communicate()[1]
     assert proc.returncode == 0 and "stopped" in err, err[-4000:]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import faulthandler
 import signal
-import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -100,11 +100,11 @@ def serve(
         f"adapter {fp.adapter[:12]}) on {host}:{bound}, {security}"
         + (", token required" if token else "")
     )
-    stop = threading.Event()
+    stops: list[int] = []  # a handler that took a lock could find it held by this thread
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):  # a handler runs only when this thread runs Python: poll
-        pass
+        signal.signal(sig, lambda sig, _: stops.append(sig))
+    while not stops:  # a handler runs only when this thread runs Python: poll
+        time.sleep(0.5)
     # a shutdown (or the interpreter's exit after it) that hangs prints every thread's
     # stack and ends with code 1, instead of waiting for a SIGKILL that says nothing
     faulthandler.dump_traceback_later(SHUTDOWN_S, exit=True)

@@ -62,7 +62,7 @@ def train(
                           f" up {_human(log.up_bytes)}, down {_human(log.down_bytes)}")  # fmt: skip
 
     log = train_split(model, task, tok, k=layer, steps=steps, batch_size=t.batch_size, lr=t.lr,
-                      max_length=t.max_length, seed=cfg.seed, up=up, down=down,
+                      max_length=t.max_length, seed=cfg.training_seed, up=up, down=down,
                       on_step=report)  # fmt: skip
     after = evaluate(model, task, tok, max_length=t.max_length)["accuracy"]
     spec = cfg.codecs.policy.default  # per-client policies: what an unknown client sends

@@ -112,7 +112,8 @@ class RunConfig:
     def training_seed(self) -> int:
         """The clients' SGD draws: ``train-seed`` apart from ``seed`` separates the noise
         of training from that of the data, population and start (HF's ``data_seed``
-        splits the other way)."""
+        splits the other way). It is absolute: the same value gives every ``seed`` the
+        same stream; sampling, availability, codec and DP draws stay with ``seed``."""
         return self.seed if self.train_seed < 0 else self.train_seed
 
     def _private(self, what: str) -> None:
@@ -210,9 +211,10 @@ class RunConfig:
                 out[f.metadata["key"] or _kebab(f.name)] = getattr(obj, f.name)
         out["strategy"] = self.strategy.name
         out |= dict(self.strategy.options)
-        run = {"seed": self.seed, "train-seed": self.train_seed, "out": self.out}
-        run["resume"] = self.resume
-        return out | run | {"overwrite": self.overwrite, "tracker": self.tracker}
+        return out | {
+            "seed": self.seed, "train-seed": self.train_seed, "out": self.out,
+            "resume": self.resume, "overwrite": self.overwrite, "tracker": self.tracker,
+        }  # fmt: skip
 
     def record(self) -> dict[str, Any]:
         """The keys that define the experiment, for results and resume checks: every key

@@ -159,9 +159,9 @@ def seeds_for_width(sd: float, margin: float = MARGIN) -> int:
 
 def _verdict(low: float, high: float) -> str:
     """Whether the interval excludes 1, whether it lies within the margin of it, and if
-    neither, whether one bound does: "never more than 5% slower" is a one-sided claim (a
-    non-inferiority test: the upper bound of the two-sided 95% interval under 1.05), which
-    needs fewer seeds than an interval within +-5%."""
+    neither, whether one bound does: "at most 5% slower on the geometric mean" is a
+    one-sided claim (non-inferiority: the upper end of the two-sided 95% interval under
+    1.05), settled by fewer seeds than +-5% when the configuration is in fact faster."""
     within = low >= 1 / (1 + MARGIN) and high <= 1 + MARGIN
     side = "faster" if high < 1 else "slower" if low > 1 else ""
     if within:
