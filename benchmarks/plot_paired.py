@@ -29,7 +29,7 @@ pairs = paired.pairings(runs, args.baseline, args.interpolate)
 per_config = paired.times(runs, args.interpolate)
 order = [args.baseline] + [p.configuration for p in pairs]
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), width_ratios=(3, 2))
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.4), width_ratios=(3, 2))
 for i, key in enumerate(order):  # seeds are not ordered: side by side, no lines
     seeds = sorted(per_config[key])
     shift = (i - (len(order) - 1) / 2) * 0.8 / len(order)
@@ -38,10 +38,11 @@ for i, key in enumerate(order):  # seeds are not ordered: side by side, no lines
                  marker="o" if i else "s", color=hollow, edgecolors=f"C{i}", label=key)  # fmt: skip
 left.set_xlabel("seed")
 rule = "crossing of the target" if args.interpolate else "to target"
-left.set_ylabel(f"simulated s, {rule} (hollow: never, its whole time)")
+left.set_ylabel(f"simulated s, {rule}")
+left.set_title("hollow: never reached (its whole time)", fontsize=9)
 left.set_xticks(sorted({s for k in order for s in per_config[k]}))
 left.grid(alpha=0.3)
-left.legend(fontsize=7)
+left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 for i, p in enumerate(pairs, start=1):
     faces = ["none" if c else f"C{i}" for c in p.censored]  # hollow: a floor
     right.scatter(p.ratios, [i] * len(p.ratios), color=faces, edgecolors=f"C{i}", alpha=0.6, s=18)
@@ -53,8 +54,11 @@ right.axvspan(1 / (1 + paired.MARGIN), 1 + paired.MARGIN, color="grey", alpha=0.
               label=f"within {paired.MARGIN:.0%}")  # fmt: skip
 right.set_yticks(range(1, len(pairs) + 1), [p.configuration for p in pairs], fontsize=7)
 right.set_xscale("log")
+lo, hi = right.get_xlim()  # a log axis this narrow gets one or two labels of its own
+nice = (0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3, 1.5, 2, 3, 4, 5)
+right.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([v for v in nice if lo <= v <= hi]))
 right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-right.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 right.set_xlabel("ratio to the baseline's time (dots: seeds; diamond: 95% CI)")
 right.set_title(f"baseline: {args.baseline}", fontsize=9)
 right.legend(fontsize=7)
