@@ -56,6 +56,8 @@ right.set_yticks(range(1, len(pairs) + 1), [p.configuration for p in pairs], fon
 right.set_xscale("log")
 lo, hi = right.get_xlim()  # a log axis this narrow gets one or two labels of its own
 nice = (0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3, 1.5, 2, 3, 4, 5)
+if hi / lo > 3:  # a wide axis: fewer, so that the labels near 1 do not overlap
+    nice = (0.5, 0.7, 0.8, 1, 1.2, 1.5, 2, 3, 4, 5)
 right.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([v for v in nice if lo <= v <= hi]))
 right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
 right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
